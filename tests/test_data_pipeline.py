@@ -87,7 +87,8 @@ def test_all_augmentations_stay_in_range():
         for size in (8, 16):
             values = images[str(size)].numpy()
             assert values.shape == (8, size, size, 3)
-            assert values.min() >= -1.0 and values.max() <= 1.0
+            assert values.min() >= -1.0
+            assert values.max() <= 1.0
         assert labels.dtype == tf.int32
 
 
@@ -141,8 +142,10 @@ def test_random_crop_area_and_aspect_within_range():
         areas.append(height * width / 3600)
         aspects.append(width / height)
     # One pixel of rounding on a 60-pixel side shifts area and aspect by a few percent.
-    assert min(areas) >= 0.3 - 0.04 and max(areas) <= 1.0
-    assert min(aspects) >= 0.75 - 0.05 and max(aspects) <= 1 / 0.75 + 0.05
+    assert min(areas) >= 0.3 - 0.04
+    assert max(areas) <= 1.0
+    assert min(aspects) >= 0.75 - 0.05
+    assert max(aspects) <= 1 / 0.75 + 0.05
     assert max(areas) - min(areas) > 0.2
 
 

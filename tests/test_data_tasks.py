@@ -56,7 +56,8 @@ def test_offline_task_sizes(name):
         images, labels = task.as_numpy(split)
         assert images.dtype == np.uint8
         assert images.shape[1:] == image_shape
-        assert labels.min() >= 0 and labels.max() == num_classes - 1
+        assert labels.min() >= 0
+        assert labels.max() == num_classes - 1
         # Real images use most of the 0..255 range, which also catches a wrong rescaling.
         assert images.max() >= 200
 
@@ -114,11 +115,11 @@ def test_missing_fashion_files_names_apt_package(tmp_path):
 
 def test_stratified_split_counts():
     labels = np.repeat(np.arange(3), [50, 30, 20])
-    kept, carved = stratified_split(labels, 0.1, seed=0)
+    remaining, carved = stratified_split(labels, 0.1, seed=0)
     assert len(carved) == 10
     np.testing.assert_array_equal(np.bincount(labels[carved]), [5, 3, 2])
-    assert len(np.intersect1d(kept, carved)) == 0
-    assert len(kept) + len(carved) == 100
+    assert len(np.intersect1d(remaining, carved)) == 0
+    assert len(remaining) + len(carved) == 100
 
 
 def test_from_arrays_carves_missing_splits():

@@ -131,7 +131,7 @@ def test_local_tfds_pipeline_covers_each_example_once(toy_data_dir):
     indices = []
     for images, labels in dataset.take(6):
         assert images.shape == (19, 8, 8, 3)
-        # Pixel index / 127.5 - 1 survives the flip because every column holds the same value.
+        # Pixel index / 127.5 - 1 survives the flip because all pixels of an image share one value in channel 0.
         indices.extend(np.rint((images.numpy()[:, 0, 0, 0] + 1.0) * 127.5).astype(int).tolist())
     first_epoch, second_epoch = indices[:57], indices[57:114]
     assert sorted(first_epoch) == sorted(train_indices_of(task))
@@ -153,7 +153,8 @@ def test_mock_data_listed_dataset():
         images, labels = next(iter(make_dataset(task, "train", 4, image_sizes=[16, 32], seed=0)))
     assert images["16"].shape == (4, 16, 16, 3)
     assert images["32"].shape == (4, 32, 32, 3)
-    assert labels.numpy().min() >= 0 and labels.numpy().max() < 100
+    assert labels.numpy().min() >= 0
+    assert labels.numpy().max() < 100
 
 
 def test_mock_data_default_rule_dataset():

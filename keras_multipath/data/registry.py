@@ -15,9 +15,9 @@ def list_tasks():
 def get_task(name, source=None, **kwargs):
     """Return the `Task` called `name`.
 
-    Names resolve as follows: "tfds:<dataset>" (or `source="tfds"`) reads a prepared TFDS
-    dataset with the split rules of `keras_multipath.data.tfds_tasks`; "folder:<path>" (or
-    `source="folder"`) reads an image folder; any other name is one of `list_tasks()`.
+    A name "tfds:<dataset>" (or `source="tfds"`) reads a prepared TFDS dataset with the
+    split rules of `keras_multipath.data.tfds_tasks`. A name "folder:<path>" (or
+    `source="folder"`) reads an image folder. Any other name must be one of `list_tasks()`.
 
     Args:
         name: task name.

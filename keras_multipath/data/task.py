@@ -1,6 +1,6 @@
 """Tasks: named image classification problems with train, validation and test splits.
 
-A `Task` holds its splits either as numpy arrays in memory (offline datasets, user arrays) or
+A `Task` stores its splits either as numpy arrays in memory (offline datasets, user arrays) or
 as a function that builds a `tf.data.Dataset` on demand (TFDS datasets, image folders). Either
 way `Task.as_dataset(split)` yields `(image, label)` pairs with uint8 images of shape
 `(H, W, C)` and int32 labels, which `keras_multipath.data.make_dataset` turns into batches.
@@ -281,14 +281,14 @@ def to_uint8(images, value_range, where):
 
 
 def stratified_split(labels, fraction, seed):
-    """Split example indices into (kept, carved) with `fraction` of each class carved out.
+    """Split example indices into (remaining, carved) with `fraction` of each class carved out.
 
     The carved count is round(fraction * N) in total, spread over the classes by largest
     remainder so each class gives its share. Indices are drawn with a numpy generator seeded by
     `seed`, so the split is the same on every run.
 
     Returns:
-        (kept, carved): sorted int64 index arrays.
+        (remaining, carved): sorted int64 index arrays.
     """
     labels = np.asarray(labels)
     if not 0.0 < fraction < 1.0:
@@ -308,8 +308,8 @@ def stratified_split(labels, fraction, seed):
         members = np.flatnonzero(labels == class_id)
         carved.append(rng.permutation(members)[:count])
     carved = np.sort(np.concatenate(carved)) if carved else np.zeros(0, np.int64)
-    kept = np.setdiff1d(np.arange(labels.size), carved)
-    return kept, carved
+    remaining = np.setdiff1d(np.arange(labels.size), carved)
+    return remaining, carved
 
 
 def carve_splits(images, labels, validation=None, test=None, validation_fraction=0.1,
@@ -329,15 +329,15 @@ def carve_splits(images, labels, validation=None, test=None, validation_fraction
     """
     num_validation = int(round(validation_fraction * len(labels)))
     if test is None:
-        kept, carved = stratified_split(labels, test_fraction, seed)
+        remaining, carved = stratified_split(labels, test_fraction, seed)
         test = (images[carved], labels[carved])
-        images, labels = images[kept], labels[kept]
+        images, labels = images[remaining], labels[remaining]
     if validation is None:
         # Both fractions refer to the training data as given, before any carving.
         fraction = min(max(num_validation, 1) / len(labels), 0.5)
-        kept, carved = stratified_split(labels, fraction, seed + 1)
+        remaining, carved = stratified_split(labels, fraction, seed + 1)
         validation = (images[carved], labels[carved])
-        images, labels = images[kept], labels[kept]
+        images, labels = images[remaining], labels[remaining]
     return {"train": (images, labels), "validation": validation, "test": test}
 
 
