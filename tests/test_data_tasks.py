@@ -223,7 +223,7 @@ def test_image_folder_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         from_image_folder(str(tmp_path / "missing"))
     (tmp_path / "empty_class").mkdir()
-    with pytest.raises(ValueError, match="holds no images"):
+    with pytest.raises(ValueError, match="No images found in split folder"):
         from_image_folder(str(tmp_path))
     with pytest.raises(ValueError, match="Expected channels 1 or 3"):
         from_image_folder(str(tmp_path), channels=4)
