@@ -313,3 +313,63 @@ def root_from_keras_hub_preset(preset, image_size=None, num_layers=None):
     image_shape = config["image_shape"]
     source_image_size = (int(image_shape[0]), int(image_shape[1]))
     return _root_from_arrays(size, arrays, source_image_size, image_size, num_layers)
+
+
+def publish_root(store, root, config=None, kind="singlepath"):
+    """Publish a root model as the single path of its root agent, unless already published.
+
+    The root agent is `<kind>~root_model~random_init` or `<kind>~root_model~checkpoint`.
+    Its path is headless and has `num_classes = 0`; its hyperparameters are the agent
+    defaults of `config` (when given) with the root's depth and resolution.
+
+    Args:
+        store: a `keras_multipath.system.Store`.
+        root: a `RootModel`.
+        config: an `AgentConfig` whose defaults fill the path's hyperparameters, or None.
+        kind: agent kind of the root agent.
+
+    Returns:
+        The root `Path` (the published one when the root agent already has a state).
+    """
+    from keras_multipath.system import Component, Path, make_agent_id
+
+    agent_id = make_agent_id(kind, root.task_name)
+    state = store.resume(agent_id)
+    if state.published:
+        return state.paths[state.published[0]]
+
+    records, weights = [], {}
+    for name, layer in root.components.items():
+        values = [keras.ops.convert_to_numpy(w) for w in layer.weights]
+        record = Component(
+            name=name,
+            agent_id=agent_id,
+            id=state.new_component_id(),
+            num_params=int(sum(v.size for v in values)),
+            layer_config=keras.saving.serialize_keras_object(layer),
+            weight_shapes=[list(v.shape) for v in values],
+        )
+        records.append(record)
+        weights[record.key] = values
+    hparams = dict(config.hparams_defaults) if config is not None else {}
+    hparams.update(
+        num_layers=root.variant["num_layers"],
+        ds_image_size=root.image_size[0],
+        num_classes=0,
+    )
+    path = Path(
+        agent_id=agent_id,
+        task_name=root.task_name,
+        id=state.new_path_id(),
+        hparams=hparams,
+        components=[record.key for record in records],
+        metrics={"score": 0.0, "quality": 0.0, "offsprings": 0},
+    )
+    state.add_path(path)
+    state.published = [path.key]
+    state.population = [path.key]
+    state.cycle = 1
+    state.generation = 0
+    state.config = {"variant": root.variant, "image_size": list(root.image_size)}
+    store.publish(state, components=records, weights=weights)
+    return path
