@@ -479,10 +479,8 @@ class Store:
         for key, component_shapes in shapes.items():
             index[key].weight_shapes = component_shapes
 
-        shard_records = {
-            shard: self._shard_record(agent_id, shard) for shard in sorted(set(shards.values()))
-            if shard is not None and shard != name
-        }
+        old_shards = sorted({shard for shard in shards.values() if shard is not None})
+        shard_records = {shard: self._shard_record(agent_id, shard) for shard in old_shards}
         documents = self._encode_state(state, index, shards, name)
 
         atomic = fs.is_atomic_rename(agent_folder)
