@@ -13,6 +13,7 @@ from keras_multipath.data import (
     from_image_folder,
     get_task,
     list_tasks,
+    make_dataset,
     offline,
     stratified_split,
 )
@@ -217,6 +218,12 @@ def test_image_folder_without_split_folders(tmp_path):
     assert [task.num_examples(s) for s in task.splits] == [24, 3, 3]
     first_image, _ = next(iter(task.as_dataset("train")))
     assert first_image.shape[-1] == 1
+
+    images, labels = next(iter(make_dataset(task, "train", 6, image_sizes=8, seed=0)))
+    assert images.shape == (6, 8, 8, 3)
+    assert labels.shape == (6,)
+    with pytest.raises(ValueError, match=r"pass image_sizes \(or ds_image_size\)"):
+        make_dataset(task, "train", 6)
 
 
 def test_image_folder_errors(tmp_path):
