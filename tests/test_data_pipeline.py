@@ -230,6 +230,8 @@ def test_pipeline_errors():
         make_dataset(task, "train", 4, image_sizes=[8, 0])
     with pytest.raises(ValueError, match="Expected a positive integer batch_size"):
         make_dataset(task, "train", 0)
+    with pytest.raises(ValueError, match="Expected an integer seed. Received: seed=None"):
+        make_dataset(task, "train", 4, seed=None)
     with pytest.raises(ValueError, match="Unknown split 'valid'"):
         make_dataset(task, "valid", 4)
 

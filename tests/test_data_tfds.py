@@ -139,6 +139,20 @@ def test_local_tfds_pipeline_covers_each_example_once(toy_data_dir):
     assert first_epoch != second_epoch
 
 
+def test_local_tfds_uncached_pipeline_shuffles_examples(toy_data_dir):
+    task = get_task("tfds:keras_multipath_toy_shapes", data_dir=toy_data_dir)
+    first = make_dataset(task, "train", 19, cache=False, shuffle_buffer=30, seed=3)
+    again = make_dataset(task, "train", 19, cache=False, shuffle_buffer=30, seed=3)
+    order = [i for images, _ in first.take(3) for i in _pixel_indices(images)]
+    assert sorted(order) == sorted(train_indices_of(task))
+    assert order != sorted(order)
+    assert order == [i for images, _ in again.take(3) for i in _pixel_indices(images)]
+
+
+def _pixel_indices(images):
+    return np.rint((images.numpy()[:, 0, 0, 0] + 1.0) * 127.5).astype(int).tolist()
+
+
 def train_indices_of(task):
     return task.as_numpy("train")[0][:, 0, 0, 0].tolist()
 

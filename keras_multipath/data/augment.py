@@ -146,7 +146,7 @@ def preprocess_image(image, image_sizes, hparams, training, seed=None):
         image_sizes: list of int output sizes (square images).
         hparams: ds_hparams as returned by `resolve_ds_hparams`.
         training: whether to apply the random augmentations.
-        seed: int32 tensor of shape [2]; required when `training` is True.
+        seed: int32 or int64 tensor of shape [2]; required when `training` is True.
 
     Returns:
         A list of float32 tensors (size, size, 3), one per entry of `image_sizes`.

@@ -118,6 +118,8 @@ def make_dataset(task, split, batch_size, image_sizes=None, ds_hparams=None, tra
         raise ValueError(f"Unknown split '{split}'. Known splits: {list(task.splits)}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"Expected a positive integer batch_size. Received: batch_size={batch_size!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"Expected an integer seed. Received: seed={seed!r}")
     hparams = resolve_ds_hparams(ds_hparams)
     sizes, as_dict = resolve_image_sizes(task, image_sizes, hparams)
     training = split == "train" if training is None else bool(training)
@@ -137,7 +139,7 @@ def make_dataset(task, split, batch_size, image_sizes=None, ds_hparams=None, tra
     def preprocess(index, example):
         image, label = example
         example_seed = tf.stack([tf.cast(seed, tf.int64), index])
-        images = preprocess_image(image, sizes, hparams, training, tf.cast(example_seed, tf.int32))
+        images = preprocess_image(image, sizes, hparams, training, example_seed)
         inputs = {str(s): x for s, x in zip(sizes, images)} if as_dict else images[0]
         return inputs, label
 
