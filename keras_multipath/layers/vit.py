@@ -52,6 +52,7 @@ def _check_positive(**values):
 
 def layer_norm(x, gamma, beta, epsilon):
     """Normalize `x` over its last axis, then scale by `gamma` and shift by `beta`."""
+    x = ops.convert_to_tensor(x)
     mean = ops.mean(x, axis=-1, keepdims=True)
     variance = ops.var(x, axis=-1, keepdims=True)
     return (x - mean) * ops.rsqrt(variance + epsilon) * gamma + beta
