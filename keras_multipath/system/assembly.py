@@ -20,8 +20,12 @@ _VIT_FIXED_NAMES = ("embedding", "cls", "posembed_input", "encoder_norm", "head"
 
 
 def layer_name(component):
-    """Return the Keras layer name of `component`: unique in the system, '/'-free."""
-    return f"{component.name}-{component.agent_id}-{component.id}"
+    """Return the Keras layer name of `component`, unique in the system.
+
+    TensorFlow name scopes accept only ``[A-Za-z0-9_.\\/>-]``, so the '~' of agent ids becomes
+    '>', which agent ids never contain: ``"head-singlepath>mnist-3"``.
+    """
+    return f"{component.name}-{component.agent_id.replace('~', '>')}-{component.id}"
 
 
 def image_shape_of(system, path):

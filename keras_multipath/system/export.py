@@ -12,7 +12,7 @@ class ImmutabilityError(RuntimeError):
 def export_path(assembler, path, filepath):
     """Save `path`'s model as a standalone `.keras` file and return the model.
 
-    The file holds the layer configs and weights, so `keras.saving.load_model(filepath)`
+    The file contains the layer configs and weights, so `keras.saving.load_model(filepath)`
     loads it without the store. The process that loads it must import
     `keras_multipath.layers`, which registers the ViT layer classes.
     """
@@ -58,7 +58,7 @@ def check_immutability(
             within relative tolerance `rtol`.
         expected_digest: a `prediction_digest` of the predictions at publish time; when
             given, the predictions must be bit-identical (same backend and batch size).
-        metric: the metric that holds the stored accuracy on these images.
+        metric: the metric that contains the stored accuracy on these images.
         rtol: relative tolerance of the accuracy comparison.
         batch_size: prediction batch size; use the one used at publish time.
 

@@ -58,7 +58,7 @@ class CorruptStateError(StoreError):
     """A state file is missing, truncated, altered or malformed.
 
     Attributes:
-        agent_id: the agent whose namespace holds the file.
+        agent_id: the agent whose namespace contains the file.
         file: the path of the file.
     """
 
@@ -127,6 +127,11 @@ class Store:
 
     def __repr__(self):
         return f"Store({self.root!r})"
+
+    @property
+    def verified_weights_files(self):
+        """Weights files this object has read and verified, sorted (for lazy-load checks)."""
+        return sorted(self._verified_shards)
 
     # ----------------------------------------------------------------------------------------
     # Listing.
@@ -445,8 +450,8 @@ class Store:
         agent's latest state), `state.paths`, `state.published`, `state.population` and
         optionally `state.history`, `state.oracle_state` and `state.config`.
 
-        The weights file of the new state holds only the agent's components that no
-        end-of-cycle state holds yet: the new ones in `components` that a kept path uses,
+        The weights file of the new state contains only the agent's components that no
+        end-of-cycle state contains yet: the new ones in `components` that a kept path uses,
         and, in an end-of-cycle state, those written by intermediate states (which are
         deleted afterwards). Components of earlier end-of-cycle states stay listed forever,
         because other agents' paths may reference them.
@@ -588,7 +593,7 @@ class Store:
         for key, path in state.paths.items():
             if path.agent_id != agent_id or key != path.key:
                 raise ValueError(
-                    f"state.paths of agent {agent_id!r} holds {key!r} -> path {path.key!r}; "
+                    f"Invalid state.paths of agent {agent_id!r}: key {key!r} maps to path {path.key!r}; "
                     f"a state keeps only its own paths, keyed by Path.key."
                 )
             if path.id >= state.next_path_id:

@@ -94,7 +94,7 @@ class System:
             return self.paths[key]
         except KeyError:
             raise KeyError(
-                f"Unknown path {key!r}. The system holds {len(self.paths)} paths of agents "
+                f"Path {key!r} not found. The system contains {len(self.paths)} paths of agents "
                 f"{sorted({p.agent_id for p in self.paths.values()})}."
             ) from None
 
@@ -178,11 +178,11 @@ class System:
             holders.discard(agent_id)
 
     def is_trainable(self, component_key):
-        """Whether no agent locks the component: a child must clone it, never share it."""
+        """Return whether no agent locks the component, so a child must clone it, never share it."""
         return not self.locks.get(component_key)
 
     def is_stored(self, component_key):
-        """Whether the component was loaded from the store (so its weights never change)."""
+        """Return whether the component was loaded from the store (so its weights never change)."""
         return component_key in self._stored_components
 
     def accounted_params(self, path, agent_id=None):

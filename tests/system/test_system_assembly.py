@@ -104,9 +104,9 @@ def test_weights_read_when_first_needed(tmp_path):
     reader = Store(str(tmp_path))
     assembler = Assembler(reader, reader.load_system())
     assert assembler.cached_keys == []
-    assert reader._verified_shards == set()
+    assert reader.verified_weights_files == []
     assembler.build_model(root_path)
-    assert len(reader._verified_shards) == 1
+    assert len(reader.verified_weights_files) == 1
     original = Assembler(store, store.load_system())
     for key in root_path.components:
         for a, b in zip(assembler.layer(key).get_weights(), store.read_weights(key)):

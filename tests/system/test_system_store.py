@@ -118,7 +118,7 @@ def test_weights_read_lazily_and_exactly(tmp_path):
     _, _, mnist_path, _ = _two_agent_store(str(tmp_path))
     store = Store(str(tmp_path))
     system = store.load_system()
-    assert store._verified_shards == set()
+    assert store.verified_weights_files == []
 
     head_key = mnist_path.components[-1]
     _, head_id = parse_key(head_key)
@@ -424,3 +424,37 @@ def test_pickled_arrays_are_rejected(tmp_path):
     reader = Store(str(tmp_path))
     with pytest.raises(CorruptStateError, match="allow_pickle=False"):
         reader.read_weights(mnist_path.components[2])
+
+
+def test_gfile_code_path_on_local_folder(tmp_path):
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("backend-independent tf.io.gfile test; it runs in the tensorflow backend run")
+    from keras_multipath.system import GFileSystem
+
+    for atomic in (True, False):
+        root = tmp_path / f"atomic_{atomic}"
+        filesystem = GFileSystem(atomic_rename=atomic)
+        store, root_path, mnist_path, cifar_path = _two_agent_store(str(root), filesystem)
+        reader = Store(str(root), filesystem=GFileSystem())
+        system = reader.load_system()
+        assert system.load_errors == {}
+        assert set(system.paths) == {root_path.key, mnist_path.key, cifar_path.key}
+        np.testing.assert_array_equal(reader.read_weights(cifar_path.components[-1])[0],
+                                      weights_for(0)[0])
+        assert sorted(os.listdir(root / MNIST)) == ["state_1_0"]
+    assert GFileSystem().is_atomic_rename("gs://bucket/store") is False
+    assert GFileSystem().is_atomic_rename(str(tmp_path)) is True
+
+
+def test_filesystem_chosen_from_root(tmp_path):
+    from keras_multipath.system import GFileSystem
+    from keras_multipath.system.filesystem import get_filesystem
+
+    assert isinstance(get_filesystem("gs://bucket/store"), GFileSystem)
+    assert isinstance(get_filesystem("s3://bucket/store"), GFileSystem)
+    assert isinstance(get_filesystem(str(tmp_path)), LocalFileSystem)
+    assert isinstance(get_filesystem("file:///tmp/x"), LocalFileSystem)
+    assert Store("gs://bucket/store").root == "gs://bucket/store"
+    with pytest.raises(ValueError, match="non-empty store root"):
+        Store("")
