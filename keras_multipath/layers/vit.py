@@ -15,8 +15,8 @@ either import by reshaping at most the position embedding:
 | EncoderNorm | gamma (D,), beta (D,) |
 | Head | kernel (D, num_classes), bias (num_classes,) |
 
-keras-hub stores the position embedding as (1 + gh * gw, D) and the class token as
-(1, 1, D); vit_jax stores both with a leading 1 as here.
+keras-hub stores the position embedding as (1 + gh * gw, D), without the leading 1. vit_jax
+stores it as (1, 1 + gh * gw, D), as here. Both store the class token as (1, 1, D).
 
 All LayerNorms use epsilon 1e-6, GELU is the exact erf form, and there is no dropout.
 """
@@ -356,9 +356,10 @@ class EncoderBlock(keras.layers.Layer):
     dropout.
 
     Weights, in `layer.weights` order (D = hidden_dim, N = num_heads, Hd = D / N,
-    M = mlp_dim). This is the order and layout of keras-hub's `ViTBackbone` block and of
-    vit_jax's `encoderblock_i` (`LayerNorm_0`, `MultiHeadDotProductAttention_1`,
-    `LayerNorm_2`, `MlpBlock_3`):
+    M = mlp_dim). The order and shapes are those of a keras-hub `ViTBackbone` block. The
+    shapes are also those of vit_jax's `encoderblock_i` arrays (`LayerNorm_0`,
+    `MultiHeadDotProductAttention_1` query/key/value/out, `LayerNorm_2`, `MlpBlock_3`
+    Dense_0/Dense_1), whose `.npz` keys are sorted by name instead:
 
     | weight | shape |
     | --- | --- |

@@ -24,8 +24,8 @@ def to_numpy(x):
 def compute_gradients(fn, arrays):
     """Return `(value, gradients)` of the scalar `fn(tensors)` with respect to `tensors`.
 
-    `fn` takes a list of backend tensors made from `arrays` and returns a scalar tensor;
-    the gradients come back as numpy arrays, one per input array. keras.ops has no
+    `fn` takes a list of backend tensors made from `arrays` and returns a scalar tensor.
+    The gradients come back as numpy arrays, one per input array. keras.ops has no
     gradient function, so this uses tf.GradientTape, jax.value_and_grad or torch autograd.
     """
     arrays = [np.asarray(a, dtype="float32") for a in arrays]
@@ -60,7 +60,7 @@ def build_multipath_model(num_classes=10, num_paths=2, image_size=8, lr_mult=0.0
 
     Path 0 is a ViT with a head (the main path); paths 1.. are headless ViTs with a
     `Connector` each. Returns `(model, parts)` where `parts` maps "path_k" to the dict of
-    that path's layers and also holds "router", "connectors" and "mixture".
+    that path's layers and also contains "router", "connectors" and "mixture".
     """
     images = keras.Input((image_size, image_size, 3), name="images")
     parts = {"connectors": []}

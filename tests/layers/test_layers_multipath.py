@@ -110,7 +110,7 @@ def _hand_router_gradients(router_weights, main_logits, upstream, lr_mult):
 
 
 @pytest.mark.parametrize("lr_mult", [0.05, 1.0])
-def test_router_gradients_match_hand_computation(lr_mult):
+def test_router_gradients_match_hand_values(lr_mult):
     router = layers.MultipathRouter(3, lr_mult=lr_mult)
     main_logits = RNG.normal(size=(4, 5)).astype("float32")
     router.build(main_logits.shape)
@@ -130,7 +130,7 @@ def test_router_gradients_match_hand_computation(lr_mult):
     np.testing.assert_allclose(gradients[2], kernel_grad, rtol=1e-5, atol=1e-7)
 
 
-def test_router_gradient_is_mixture_gradient_times_lr_mult():
+def test_router_gradient_scaled_by_lr_mult():
     """Through the mixture, the router gets lr_mult times the gradient it gets at lr_mult=1."""
     main_logits = RNG.normal(size=(4, 5)).astype("float32")
     other_logits = RNG.normal(size=(4, 5)).astype("float32")
