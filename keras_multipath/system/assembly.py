@@ -111,7 +111,8 @@ class Assembler:
         if self.store is None or not self.system.is_stored(key):
             raise KeyError(
                 f"Component {key!r} has no layer in this process and is not in the store. "
-                f"Register new layers with Assembler.create_component."
+                f"Register new layers with Assembler.create_component, or give the layer its "
+                f"weights with Assembler.restore."
             )
         layer = self._layer_from_config(component)
         weights = self.store.read_weights(key)
@@ -140,7 +141,8 @@ class Assembler:
     def create_component(self, name, layer, state):
         """Register built `layer` as a new component of `state`'s agent.
 
-        The id comes from `state.new_component_id()`. The cached layer is a new object made
+        The id comes from `state.new_component_id()`; `state` is an `AgentState` or any
+        object with `agent_id` and `new_component_id()`. The cached layer is a new object made
         from `layer`'s config with copied weights and a unique name, so use
         `assembler.layer(component.key)` afterwards, not `layer`.
 
@@ -186,6 +188,42 @@ class Assembler:
         self.system.add_component(component)
         self._layers[component.key] = layer
         return component
+
+    def restore(self, key, weights):
+        """Create the layer of registered, unstored component `key` with `weights`.
+
+        Use it for a component whose weights exist outside the store, e.g. staged by an
+        earlier process of the same agent. The layer is trainable, like a new component's.
+
+        Returns:
+            The layer, now the one cached for `key`.
+        """
+        component = self.system.component(key)
+        if self.system.is_stored(key):
+            raise ValueError(
+                f"Component {key!r} is in the store; get its layer with Assembler.layer."
+            )
+        if key in self._layers:
+            raise ValueError(
+                f"Component {key!r} already has a layer in this process. Call "
+                f"Assembler.forget({key!r}) first to replace it."
+            )
+        layer = self._layer_from_config(component)
+        layer.set_weights([np.array(w, copy=True) for w in weights])
+        layer.trainable = True
+        self._layers[key] = layer
+        return layer
+
+    def forget(self, key):
+        """Drop the layer and the system record of unstored component `key` (e.g. of a
+        candidate that was discarded); an unknown key is ignored."""
+        if self.system.is_stored(key):
+            raise ValueError(
+                f"Component {key!r} is in the store and may be shared by other models; only "
+                f"components created in this process can be forgotten."
+            )
+        self._layers.pop(key, None)
+        self.system.components.pop(key, None)
 
     def weights(self, keys):
         """Return {key: list of numpy arrays} of components `keys`, for `Store.publish`."""

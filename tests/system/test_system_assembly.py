@@ -266,3 +266,34 @@ def test_exported_model_loads_without_store(tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), expected)
     with pytest.raises(ValueError, match="ending in '.keras'"):
         export_path(assembler, path, tmp_path / "mnist.h5")
+
+
+def test_restore_and_forget_unstored_components(tmp_path):
+    store = Store(str(tmp_path))
+    root_path = _publish_root(store)
+    system = store.load_system(running_agent_id=MNIST)
+    assembler = Assembler(store, system)
+    state = store.resume(MNIST)
+    clone = assembler.clone(root_path.components[3], state)
+    weights = assembler.layer(clone.key).get_weights()
+
+    with pytest.raises(ValueError, match="already has a layer"):
+        assembler.restore(clone.key, weights)
+    assembler.forget(clone.key)
+    assert clone.key not in assembler.cached_keys
+    assert clone.key not in system.components
+    with pytest.raises(KeyError, match="Unknown component"):
+        assembler.layer(clone.key)
+
+    system.add_component(clone)
+    with pytest.raises(KeyError, match="Assembler.restore"):
+        assembler.layer(clone.key)
+    restored = assembler.restore(clone.key, weights)
+    assert restored is assembler.layer(clone.key)
+    assert restored.trainable
+    for a, b in zip(restored.get_weights(), store.read_weights(root_path.components[3])):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="is in the store"):
+        assembler.forget(root_path.components[3])
+    with pytest.raises(ValueError, match="is in the store"):
+        assembler.restore(root_path.components[3], weights)
