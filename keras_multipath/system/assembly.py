@@ -274,12 +274,20 @@ class Assembler:
 
         Returns:
             For one path: a model from images (B, H, W, 3) at the path's resolution to its
-            logits or representation. For a list: a model from {resolution key: images},
+            logits or representation. For one multipath path (see
+            `keras_multipath.system.multipath_model`): a model from {resolution key: images}
+            to the mixed logits. For a list: a model from {resolution key: images},
             e.g. ``{"8": ..., "16": ...}``, to the list of the paths' outputs, in order.
         """
         single = not isinstance(paths, (list, tuple))
         path_list = [paths] if single else list(paths)
         path_list = [self.system.path(p) if isinstance(p, str) else p for p in path_list]
+        if single and isinstance(path_list[0].hparams.get("paths"), dict):
+            # A multipath path: frozen subpaths mixed by its router (imported here because
+            # multipath_model imports this module).
+            from keras_multipath.system.multipath_model import build_multipath_model
+
+            return build_multipath_model(self, path_list[0], name=name)
         if not path_list:
             raise ValueError("Expected at least one path. Received an empty list.")
         inputs = self.make_inputs(path_list)
