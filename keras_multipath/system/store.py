@@ -269,8 +269,11 @@ class Store:
         """
         agent_id, id_ = names.parse_key(component_key)
         if component_key not in self._shard_locations:
-            # The index of the agent's latest state lists every component it kept.
-            self.read_state(agent_id)
+            # The index of the agent's latest end-of-cycle state lists every component it
+            # published; its latest intermediate state also lists those of the current cycle.
+            self.read_state(agent_id, include_intermediate=False)
+        if component_key not in self._shard_locations:
+            self.read_state(agent_id, include_intermediate=True)
         if component_key not in self._shard_locations:
             raise KeyError(
                 f"Component {component_key!r} is not in the store {self.root!r}: no state of "

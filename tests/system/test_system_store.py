@@ -458,3 +458,14 @@ def test_filesystem_chosen_from_root(tmp_path):
     assert Store("gs://bucket/store").root == "gs://bucket/store"
     with pytest.raises(ValueError, match="non-empty store root"):
         Store("")
+
+
+def test_read_weights_without_loading(tmp_path):
+    _, _, mnist_path, _ = _two_agent_store(str(tmp_path))
+    reader = Store(str(tmp_path))
+    head_key = mnist_path.components[-1]
+    np.testing.assert_array_equal(reader.read_weights(head_key)[1], weights_for(1)[1])
+    with pytest.raises(KeyError, match="no state of agent 'singlepath~mnist' lists it"):
+        reader.read_weights("singlepath~mnist:99")
+    with pytest.raises(KeyError, match="not in the store"):
+        reader.read_weights("singlepath~unknown:0")
