@@ -154,6 +154,8 @@ class GFileSystem(FileSystem):
     Args:
         atomic_rename: whether folder renames are atomic. None (the default) means True for
             local paths and False for URLs, since object stores rename by copying.
+
+    NOTE: the tests run this class on local folders only; no gs:// or s3:// bucket was used.
     """
 
     def __init__(self, atomic_rename=None):

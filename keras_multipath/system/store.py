@@ -500,6 +500,8 @@ class Store:
 
         files = {}
         if to_write:
+            # NOTE: the shard is built in memory before it is written, so publishing needs
+            # about twice the size of the new weights in RAM.
             buffer = io.BytesIO()
             np.savez(buffer, **arrays)
             data = buffer.getvalue()
@@ -548,6 +550,9 @@ class Store:
                     f"Expected state.{field} to be a non-negative integer. Received: {value!r}"
                 )
         name = state_name(state.cycle, state.generation)
+        # NOTE: one process per agent is assumed, not locked. A second writer that resumed the
+        # same state fails here, or at the folder rename; with in-place writes (object stores)
+        # two writers racing between this check and the manifest can still collide.
         existing = self.list_states(state.agent_id)
         latest = state_name(*existing[-1]) if existing else None
         if state.state_name != latest:
