@@ -76,7 +76,7 @@ def _named_components(system, path):
 
 
 def is_compatible(system, path, variant):
-    """Whether `path` has the patch embedding of `variant` (same width and patch size).
+    """Return whether `path` has the patch embedding of `variant` (same width and patch).
 
     Paths of agents built on another ViT size cannot be parents: their components do not
     fit this agent's model.
@@ -122,11 +122,12 @@ def make_candidate(system, parent, agent_id, config, ds_hparams, rng, root_path=
             defaults to `system.root_path`.
 
     Returns:
-        A JSON-able dict with `parent` (key), `hparams`, `threshold` (the parent's score
-        when the parent belongs to `agent_id`, else None), `flops`, and `components`: a list
-        in call order of dicts with `name`, `action` (share, clone, resample or new),
-        `source` (ancestor component key, or None) and `shapes` (weight shapes). Cloned and
-        new components get their keys when the oracle allocates ids.
+        A JSON-able dict with `parent` (key), `hparams`, `threshold`, `flops` and
+        `components`. `threshold` is the parent's score when the parent belongs to
+        `agent_id`, else None. `components` lists, in call order, dicts with `name`,
+        `action` (share, clone, resample or new), `source` (ancestor component key, or None)
+        and `shapes` (weight shapes). Cloned and new components get their keys when the
+        oracle allocates ids.
     """
     hparams = mutate_candidate_hparams(parent.hparams, config, ds_hparams, rng)
     num_layers = int(hparams["num_layers"])

@@ -4,9 +4,9 @@ One trial is one candidate. `populate_space` selects a parent, mutates it into a
 (`keras_multipath.agents.candidate`) and returns it as the single trial value `candidate`,
 a JSON string. The tuner trains it and reports `score`, `quality` and `improved`. After
 every generation the improved candidates join the population, which is pruned to the best
-`max_task_population_size`, and the agent saves an intermediate state in the store; after
+`max_task_population_size`, and the agent saves an intermediate state in the store. After
 the last generation of a cycle the best path is evaluated on the test split, locked and
-published, and the next cycle reloads the whole system.
+published. The next cycle reloads the whole system.
 
 The search state (population, offspring counts, cycle and generation counters, id
 counters, random generator) is part of `get_state()`, so keras-tuner's `oracle.json` holds
@@ -71,7 +71,8 @@ class SinglepathOracle(keras_tuner.Oracle):
         kind: agent kind; the agent id is `<kind>~<task>`. Only agents of this kind are
             visible.
         **kwargs: other `keras_tuner.Oracle` arguments (`max_retries_per_trial`,
-            `max_consecutive_failed_trials`).
+            `max_consecutive_failed_trials`). Failed candidates (for example a non-finite
+            loss) do not stop the search unless `max_consecutive_failed_trials` is given.
 
     The attribute `test_evaluator`, a callable from a `Path` to its test accuracy, is set by
     the tuner; without it the end-of-cycle test evaluation is skipped.
@@ -79,7 +80,7 @@ class SinglepathOracle(keras_tuner.Oracle):
 
     def __init__(self, store, task_name, num_classes, num_train_examples, config,
                  max_cycles=1, seed=0, kind="singlepath", **kwargs):
-        kwargs.setdefault("max_consecutive_failed_trials", config.num_samples_per_cycle)
+        kwargs.setdefault("max_consecutive_failed_trials", None)
         super().__init__(
             objective=keras_tuner.Objective("score", "max"), max_trials=None, seed=seed, **kwargs
         )
@@ -158,7 +159,7 @@ class SinglepathOracle(keras_tuner.Oracle):
         self._restore_own_paths()
 
     def _is_newer(self, state_name):
-        """Whether store state `state_name` is newer than the one the search state matches."""
+        """Return whether store state `state_name` is newer than the search state's."""
         mine = self.search["store_state_name"]
         if mine is None:
             return True
@@ -392,6 +393,7 @@ class SinglepathOracle(keras_tuner.Oracle):
         system = self.system
         population = self.population()
         history = []
+
         for trial_id in search["generation_trials"]:
             result = search["results"][trial_id]
             if result["status"] != "COMPLETED":
@@ -407,6 +409,7 @@ class SinglepathOracle(keras_tuner.Oracle):
                 search["new_components"][key] = record.to_json()
             system.add_path(path)
             population.append(path)
+
         population = rank_paths(population)[: self.config.max_task_population_size]
         self._sync_population(population)
         search["history"].extend(history)

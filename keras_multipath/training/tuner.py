@@ -1,9 +1,9 @@
 """`PathTuner`: the keras-tuner worker that trains one candidate path per trial.
 
-`run_trial` reads the candidate description (the trial value `candidate`, a JSON string
-made by the agent's oracle), assembles a `keras.Model` whose frozen components are the
-shared layer objects of the system and whose cloned or new components are fresh layers, and
-trains it with the candidate protocol:
+`run_trial` reads the candidate description, the trial value `candidate` (a JSON string
+made by the agent's oracle). It assembles a `keras.Model` whose frozen components are the
+shared layer objects of the system and whose cloned or new components are fresh layers. It
+trains the model with the candidate protocol:
 
 - softmax cross-entropy on integer labels, mean over the batch;
 - SGD with momentum and Nesterov flag, global-norm clipping at 1.0, linear warm-up from

@@ -1,0 +1,205 @@
+"""Tests of the singlepath agent: oracle state, determinism, assembly, training cycles,
+transfer between tasks and failed candidates."""
+
+import json
+import os
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from singlepath_search import make_config, run  # noqa: E402
+
+from keras_multipath.agents.config import get_agent_config  # noqa: E402
+from keras_multipath.agents.root import publish_root, random_root  # noqa: E402
+from keras_multipath.agents.singlepath import SinglepathOracle  # noqa: E402
+from keras_multipath.data import from_arrays, get_task, make_dataset  # noqa: E402
+from keras_multipath.layers.vit import Head, apply_vit_components  # noqa: E402
+from keras_multipath.system import Store  # noqa: E402
+from keras_multipath.system.assembly import Assembler  # noqa: E402
+from keras_multipath.training.schedule import make_optimizer  # noqa: E402
+from keras_multipath.training.tuner import PathTuner  # noqa: E402
+
+FIRST_TASK = "mnist_5k"
+
+
+def make_oracle(directory, seed=0, candidates_per_generation=3, task_name="mnist_5k"):
+    config = make_config(num_samples=3, examples_cap=64).replace(
+        candidates_per_generation=candidates_per_generation
+    )
+    store = Store(os.path.join(directory, "store"))
+    keras.utils.set_random_seed(0)
+    publish_root(store, random_root(config.variant, config.root_image_size), config)
+    return SinglepathOracle(store, task_name, 10, 4000, config, seed=seed)
+
+
+def propose(oracle, trial_id):
+    response = oracle.populate_space(trial_id)
+    assert response["status"] == "RUNNING"
+    return response["values"]["candidate"]
+
+
+def test_oracle_state_json_round_trip(tmp_path):
+    first = make_oracle(tmp_path / "a", seed=3)
+    propose(first, "0")
+    propose(first, "1")
+    state = json.loads(json.dumps(first.get_state()))
+
+    second = make_oracle(tmp_path / "b", seed=99)
+    second.store = first.store
+    second.set_state(state)
+    assert json.loads(json.dumps(second.get_state())) == state
+    assert state["search"]["next_path_id"] == 2
+    assert state["search"]["generation_trials"] == ["0", "1"]
+    # Both continue with the same random generator state, so they propose the same third
+    # candidate.
+    assert propose(second, "2") == propose(first, "2")
+
+
+def test_same_seed_same_candidates(tmp_path):
+    runs = {}
+    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
+        oracle = make_oracle(tmp_path / name, seed=seed)
+        runs[name] = [propose(oracle, str(i)) for i in range(3)]
+    assert runs["a"] == runs["b"]
+    assert runs["a"] != runs["c"]
+
+
+def test_generation_waits_for_its_trials(tmp_path):
+    oracle = make_oracle(tmp_path, candidates_per_generation=1)
+    propose(oracle, "0")
+    assert oracle.populate_space("1")["status"] == "IDLE"
+
+
+@pytest.fixture()
+def tiny_task():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (120, 16, 16), dtype=np.uint8)
+    labels = np.arange(120) % 3
+    return from_arrays("tiny", images, labels, num_classes=3)
+
+
+def test_assembled_candidate_shares_layer_objects(tmp_path, tiny_task):
+    oracle = make_oracle(tmp_path, task_name="tiny")
+    tuner = PathTuner(oracle, tiny_task, directory=str(tmp_path), project_name="tiny")
+    candidate = json.loads(propose(oracle, "0"))
+    model, trainable = tuner.assemble(candidate)
+
+    root = oracle.system.root_path
+    root_model = tuner.assembler.build_model(root)
+    root_layers = {layer.name: layer for layer in root_model.layers}
+    model_layers = list(model.layers[1:])
+    for entry, layer in zip(candidate["components"], model_layers):
+        if entry["action"] == "share":
+            assert layer is tuner.assembler.layer(entry["source"])
+            assert root_layers[layer.name] is layer
+            assert not layer.trainable
+        else:
+            assert entry["key"] in trainable
+            assert all(layer is not other for other in root_layers.values())
+            assert layer.trainable
+    clone = next(e for e in candidate["components"] if e["action"] == "clone")
+    for mine, source in zip(trainable[clone["key"]].get_weights(),
+                            tuner.assembler.layer(clone["source"]).get_weights()):
+        np.testing.assert_array_equal(mine, source)
+    trainable_ids = {id(w) for layer in trainable.values() for w in layer.trainable_weights}
+    assert {id(w) for w in model.trainable_weights} == trainable_ids
+
+
+def baseline_accuracy(store, task, config, steps):
+    """Validation accuracy of the frozen root plus a zero head trained for `steps` steps."""
+    system = store.load_system()
+    layers = Assembler(store, system).path_layers(system.root_path)
+    layers["head"] = Head(task.num_classes)
+    inputs = keras.Input((config.root_image_size, config.root_image_size, 3))
+    model = keras.Model(inputs, apply_vit_components(layers, inputs))
+    model.compile(
+        optimizer=make_optimizer(config.hparams_defaults, steps),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    size = config.root_image_size
+    model.fit(make_dataset(task, "train", config.batch_size, image_sizes=size, seed=0),
+              steps_per_epoch=steps, epochs=1, verbose=0)
+    validation = make_dataset(task, "validation", config.batch_size, image_sizes=size,
+                              max_validation_examples=config.num_validation_examples_max)
+    return model.evaluate(validation, verbose=0, return_dict=True)["accuracy"]
+
+
+@pytest.fixture(scope="module")
+def first_search(tmp_path_factory):
+    directory = str(tmp_path_factory.mktemp("first"))
+    store, oracle, tuner = run(directory, FIRST_TASK, num_samples=2, examples_cap=320, seed=1)
+    return directory, store, oracle
+
+
+def test_cycle_beats_root_plus_head(first_search):
+    _, store, oracle = first_search
+    state = store.read_state(oracle.agent_id)
+    assert state.state_name == "state_1_0"
+    best = state.paths[state.published[0]]
+    steps = oracle.config.num_samples_per_cycle * oracle.config.total_steps(4000)
+    baseline = baseline_accuracy(store, get_task(FIRST_TASK), oracle.config, steps)
+    assert best.metrics["quality"] > baseline, (best.metrics["quality"], baseline)
+    assert 0 < best.metrics["accounted_params"] < best.metrics["num_params"]
+    assert 0.0 <= best.metrics["test_quality"] <= 1.0
+    assert sorted(oracle.trials) == ["0000", "0001"]
+
+
+def test_second_task_reuses_frozen_components(first_search):
+    directory, store, first = first_search
+    published_first = store.read_state(first.agent_id).published[0]
+    first_path = store.read_state(first.agent_id).paths[published_first]
+
+    # With seed 1 the first draw of the random fallback picks the first task's path (the
+    # visible paths are sorted by agent id) over the root model.
+    _, oracle, _ = run(directory, "digits", num_samples=1, examples_cap=64, seed=1)
+    state = store.read_state(oracle.agent_id)
+    best = state.paths[state.published[0]]
+    assert best.parent == published_first
+    reused = [key for key in best.components if key in first_path.components]
+    assert reused, best.components
+    system = store.load_system()
+    for key in reused:
+        assert system.locks[key] >= {first.agent_id, oracle.agent_id}
+        for stored, again in zip(store.read_weights(key), Store(store.root).read_weights(key)):
+            np.testing.assert_array_equal(stored, again)
+    assert best.metrics["accounted_params"] < sum(system.component(k).num_params for k in best.components)
+
+
+def test_non_finite_loss_fails_candidate(tmp_path, tiny_task):
+    config = make_config(num_samples=2, examples_cap=32)
+    store = Store(str(tmp_path / "store"))
+    root = random_root(config.variant, config.root_image_size)
+    bias = root.components["embedding"].bias
+    bias.assign(np.full(bias.shape, np.inf, "float32"))
+    publish_root(store, root, config)
+    oracle = SinglepathOracle(store, "tiny", 3, 96, config, seed=0)
+    tuner = PathTuner(oracle, tiny_task, directory=str(tmp_path), project_name="tiny")
+    tuner.search(verbose=0)
+    statuses = [oracle.trials[t].status for t in sorted(oracle.trials)]
+    assert statuses == ["FAILED", "FAILED"]
+    assert "the training loss became nan at step 1" in oracle.trials["0000"].message
+    state = store.read_state(oracle.agent_id)
+    assert state.state_name == "state_1_0"
+    assert state.published == []
+
+
+@pytest.mark.slow
+def test_cpu_config_cycle_on_animal_mnist(tmp_path):
+    # The unchanged cpu configuration: 4 candidates of 4 x 63 steps of batch 32 at 16 px.
+    full = get_agent_config("cpu")
+    store = Store(str(tmp_path / "store"))
+    keras.utils.set_random_seed(0)
+    publish_root(store, random_root(full.variant, full.root_image_size), full)
+    task = get_task("animal_mnist")
+    oracle = SinglepathOracle(store, "animal_mnist", 10, task.num_examples("train"), full, seed=0)
+    PathTuner(oracle, task, directory=str(tmp_path), project_name="animal_mnist").search(verbose=0)
+    state = store.read_state(oracle.agent_id)
+    best = state.paths[state.published[0]]
+    steps = full.num_samples_per_cycle * full.total_steps(task.num_examples("train"))
+    baseline = baseline_accuracy(store, task, full, steps)
+    assert best.metrics["quality"] > baseline + 0.05, (best.metrics["quality"], baseline)
