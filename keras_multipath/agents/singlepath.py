@@ -155,8 +155,14 @@ class SinglepathOracle(keras_tuner.Oracle):
         elif not search["initialized"]:
             self._init_from_state(stored)
         self.search["initialized"] = True
-        self._system = self.store.load_system(kinds=[self.kind], running_agent_id=self.agent_id)
+        self._system = self.store.load_system(
+            kinds=self.visible_kinds(), running_agent_id=self.agent_id
+        )
         self._restore_own_paths()
+
+    def visible_kinds(self):
+        """Return the agent kinds loaded at each cycle (subclasses may add kinds)."""
+        return [self.kind]
 
     def _is_newer(self, state_name):
         """Return whether store state `state_name` is newer than the search state's."""
