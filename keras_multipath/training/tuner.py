@@ -49,7 +49,7 @@ from keras_multipath.layers.vit import (
     apply_vit_components,
     resample_position_embedding,
 )
-from keras_multipath.system import parse_key
+from keras_multipath.system import multipath_model, parse_key
 from keras_multipath.system.assembly import Assembler
 from keras_multipath.training.schedule import make_optimizer
 
@@ -207,8 +207,13 @@ class PathTuner(base_tuner.BaseTuner):
 
         Returns:
             `(model, trainable_layers)`: a `keras.Model` from images to logits and
-            {component key: layer} of its cloned, resampled and new components.
+            {component key: layer} of its cloned, resampled and new components. A
+            multipath candidate's model takes {resolution key: images}.
         """
+        if candidate.get("kind") == "multipath":
+            return multipath_model.assemble_candidate(
+                self.assembler, candidate, ensure_layer=self._ensure_source_layer
+            )
         hparams = candidate["hparams"]
         image_size = int(hparams["ds_image_size"])
         num_classes = int(hparams["num_classes"])
@@ -242,7 +247,7 @@ class PathTuner(base_tuner.BaseTuner):
         started = time.time()
         model, trainable = self.assemble(candidate)
         hparams = candidate["hparams"]
-        image_size = int(hparams["ds_image_size"])
+        image_size = _image_sizes(hparams["ds_image_size"])
         total_steps = int(candidate["total_steps"])
         steps = int(candidate["steps_between_validations"])
         num_validations = max(1, total_steps // steps)
@@ -292,7 +297,7 @@ class PathTuner(base_tuner.BaseTuner):
             candidate_lib.num_params_of(e["shapes"]) for e in candidate["components"]
             if e["action"] != candidate_lib.SHARE
         )
-        return {
+        metrics = {
             "score": float(score),
             "quality": float(quality),
             "improved": float(improved),
@@ -302,6 +307,11 @@ class PathTuner(base_tuner.BaseTuner):
             "num_trainable_params": float(num_trainable),
             "train_seconds": time.time() - started,
         }
+        if candidate.get("kind") == "multipath":
+            metrics.update(multipath_model.multipath_metrics(
+                model, candidate["trained_params"], candidate["activated_params"], validation
+            ))
+        return metrics
 
     def _stage(self, trial_id, trainable):
         """Write the new components of an improved candidate into the trial folder."""
@@ -328,7 +338,7 @@ class PathTuner(base_tuner.BaseTuner):
         )
         test = make_dataset(
             self.task, "test", self.oracle.config.batch_size,
-            image_sizes=int(path.hparams["ds_image_size"]),
+            image_sizes=_image_sizes(path.hparams["ds_image_size"]),
         )
         result = float(model.evaluate(test, verbose=0, return_dict=True)["accuracy"])
         logging.info("Path %s test accuracy %.4f.", path.key, result)
@@ -342,6 +352,14 @@ class PathTuner(base_tuner.BaseTuner):
         candidate = json.loads(trial.hyperparameters.values[CANDIDATE_VALUE])
         return self.path_model(self.oracle.system.path(candidate["path_key"]))
 
+
+
+def _image_sizes(ds_image_size):
+    """Return `make_dataset`'s image_sizes for a path's `ds_image_size`: an int, or a list
+    (a multipath path's resolutions, giving {str(size): images} inputs)."""
+    if isinstance(ds_image_size, (list, tuple)):
+        return [int(size) for size in ds_image_size]
+    return int(ds_image_size)
 
 
 class _PreallocatedId:
