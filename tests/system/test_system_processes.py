@@ -68,11 +68,13 @@ def _check_whole_system(root):
     return system
 
 
-def test_concurrent_publishers_and_reader(tmp_path):
+@pytest.mark.parametrize("protocol", ["rename", "in_place"])
+def test_concurrent_publishers_and_reader(tmp_path, protocol):
     rounds = 6
     agents = ["singlepath~task_a", "singlepath~task_b"]
+    extra = ["--in-place"] if protocol == "in_place" else []
     processes = [
-        _start_publisher(tmp_path, agent, rounds, "--intermediate", "1", "--share")
+        _start_publisher(tmp_path, agent, rounds, "--intermediate", "1", "--share", *extra)
         for agent in agents
     ]
 
@@ -111,9 +113,12 @@ def _inject_kills(root, count, seed, *extra):
     interrupted = 0
     for _ in range(count):
         process = _start_publisher(root, agent, 1000, "--intermediate", "1", *extra)
-        time.sleep(rng.uniform(0.25, 0.9))
+        # The first line comes after the imports, so the kill lands while the store is used.
+        first_line = process.stdout.readline()
+        time.sleep(rng.uniform(0.0, 0.4))
         process.send_signal(signal.SIGKILL)
         stdout, _ = process.communicate()
+        stdout = first_line + stdout
         assert process.returncode == -signal.SIGKILL
         published = _published_lines(stdout)
         for name, keys in published:
@@ -145,7 +150,7 @@ def _inject_kills(root, count, seed, *extra):
 def test_sigkill_fault_injection(tmp_path):
     end_of_cycle, interrupted = _inject_kills(tmp_path, count=20, seed=7)
     # Most runs publish a few states before the kill; a loaded machine publishes fewer.
-    assert len(end_of_cycle) >= 5
+    assert len(end_of_cycle) >= 3
     # Kills that hit a publish leave a temporary folder, which the next run removes.
     assert interrupted >= 1
 
