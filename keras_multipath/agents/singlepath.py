@@ -148,7 +148,14 @@ class SinglepathOracle(keras_tuner.Oracle):
                     "Agent %s resumes its search from store state %s.", self.agent_id,
                     stored.state_name,
                 )
-                self.search = copy.deepcopy(stored.oracle_state["search"])
+                adopted = copy.deepcopy(stored.oracle_state["search"])
+                if not search["initialized"]:
+                    # A new keras-tuner project numbers its trials from 0 again, so results
+                    # keyed by the old project's trial ids must not match its trials.
+                    for key in ("results", "candidates", "component_trials"):
+                        adopted[key] = {}
+                    adopted["finished_trials"] = []
+                self.search = adopted
                 self._rng = None
             elif not search["initialized"]:
                 self._init_from_state(stored)

@@ -165,8 +165,7 @@ class PathTuner(base_tuner.BaseTuner):
             return assembler.layer(key)
         if key in assembler.system.components:
             # A retried trial: the component was registered by the interrupted attempt.
-            _forget_layer(assembler, key)
-            del assembler.system.components[key]
+            assembler.forget(key)
         ids = _PreallocatedId(agent_id, parse_key(key)[1])
         if action == candidate_lib.CLONE:
             self._ensure_source_layer(entry["source"])
@@ -197,10 +196,7 @@ class PathTuner(base_tuner.BaseTuner):
             weights = staging.read_staged_components(self.get_trial_dir(trial_id))[1][key]
         else:
             weights = self.store.read_weights(key)
-        component = assembler.system.component(key)
-        layer = keras.saving.deserialize_keras_object(component.layer_config, safe_mode=True)
-        layer.set_weights(weights)
-        _cache_layer(assembler, key, layer)
+        assembler.restore(key, weights)
 
     def assemble(self, candidate):
         """Build the model of a candidate description.
@@ -324,10 +320,8 @@ class PathTuner(base_tuner.BaseTuner):
 
     def _forget_candidate(self, trainable):
         """Drop the layers and records of a candidate that did not join the population."""
-        assembler = self.assembler
         for key in trainable:
-            _forget_layer(assembler, key)
-            assembler.system.components.pop(key, None)
+            self.assembler.forget(key)
 
     def evaluate_test(self, path):
         """Return the accuracy of `path` on the whole test split (weighted by examples)."""
@@ -373,12 +367,3 @@ class _PreallocatedId:
     def new_component_id(self):
         return self._id
 
-
-def _cache_layer(assembler, key, layer):
-    # NOTE: the Assembler has no public method to adopt or drop a cached layer, so these two
-    # helpers use its cache dict directly.
-    assembler._layers[key] = layer
-
-
-def _forget_layer(assembler, key):
-    assembler._layers.pop(key, None)
