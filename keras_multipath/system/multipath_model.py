@@ -84,11 +84,15 @@ def subpaths(path):
         raise ValueError(
             f"Path {path.key!r} is not a multipath path: its hparams have no 'paths' dict."
         )
-    records = path.hparams[PATHS_KEY]
+    return subpaths_from_records(path.hparams[PATHS_KEY], where=f"Path {path.key!r}")
+
+
+def subpaths_from_records(records, where="The candidate"):
+    """Return `Path` objects for the subpath records ``{"path_0": record, ...}``, in order."""
     expected = [subpath_name(i) for i in range(len(records))]
     if sorted(records) != sorted(expected) or len(records) < 2:
         raise ValueError(
-            f"Path {path.key!r} has subpaths {sorted(records)}; expected at least two, named "
+            f"{where} has subpaths {sorted(records)}; expected at least two, named "
             f"path_0 .. path_<n-1>."
         )
     return [
@@ -192,6 +196,85 @@ def build_multipath_model(assembler, path, name=None):
     if name is None:
         name = "".join(c if c.isalnum() or c in "_-." else "_" for c in path.key)
     return build_multipath_graph(assembler, parts, router, connectors, name=name)
+
+
+class _PreallocatedId:
+    """Id source for `Assembler.create_component` that returns an id already allocated."""
+
+    def __init__(self, agent_id, id_):
+        self.agent_id = agent_id
+        self._id = id_
+
+    def new_component_id(self):
+        return self._id
+
+
+def assemble_candidate(assembler, candidate, ensure_layer=None):
+    """Build the model of a multipath candidate description.
+
+    The subpaths use the Assembler's shared, frozen layers. The router and connectors are
+    registered as new components under the keys the oracle allocated: `clone` entries
+    start from their source's weights (the router with the candidate's `router_lr_mult`),
+    `new` entries from the layers' initialisers. A component registered by an earlier
+    attempt of the same trial is replaced.
+
+    Args:
+        assembler: the `Assembler` of the cycle.
+        candidate: the dict made by `keras_multipath.agents.multipath.sample_multipath`,
+            with component keys allocated.
+        ensure_layer: optional callable run on a clone source's key before its layer is
+            read, so that a source staged by an earlier process can be restored.
+
+    Returns:
+        `(model, trainable_layers)`: the `keras.Model` from {resolution key: images} to
+        mixed logits, and {component key: layer} of the router and connectors, the only
+        trainable layers of the model.
+    """
+    hparams = candidate["hparams"]
+    num_classes = int(hparams["num_classes"])
+    parts = subpaths_from_records(hparams[PATHS_KEY])
+    agent_id = candidate["agent_id"]
+    system = assembler.system
+    trainable = {}
+    for entry in candidate["components"]:
+        if entry["action"] == "share":
+            continue
+        key, name = entry["key"], entry["name"]
+        weights = None
+        if entry["action"] == "clone":
+            if ensure_layer is not None:
+                ensure_layer(entry["source"])
+            weights = [np.array(w) for w in assembler.layer(entry["source"]).get_weights()]
+        if name == ROUTER_NAME:
+            layer = new_router(
+                num_classes, len(parts), hparams["router_init_main_path_weight"],
+                hparams["router_lr_mult"], weights,
+            )
+        elif name.startswith(CONNECTOR_PREFIX):
+            index = int(name[len(CONNECTOR_PREFIX):])
+            layer = new_connector(representation_dim(system, parts[index]), num_classes, weights)
+        else:
+            raise ValueError(
+                f"Unexpected trainable component {name!r} in a multipath candidate; only "
+                f"'router' and 'connector_<k>' are trained."
+            )
+        if key in system.components:
+            assembler.forget(key)
+        _, id_ = key.split(":")
+        component = assembler.create_component(name, layer, _PreallocatedId(agent_id, int(id_)))
+        if component.key != key:
+            raise RuntimeError(f"Component id mismatch: {component.key!r} != {key!r}.")
+        trainable[key] = assembler.layer(key)
+
+    by_name = {entry["name"]: entry["key"] for entry in candidate["components"]
+               if entry["action"] != "share"}
+    router = trainable[by_name[ROUTER_NAME]]
+    connectors = [trainable[by_name[connector_name(i)]] for i in range(1, len(parts))]
+    model = build_multipath_graph(
+        assembler, parts, router, connectors,
+        name="".join(c if c.isalnum() else "_" for c in candidate.get("path_key", "candidate")),
+    )
+    return model, trainable
 
 
 def new_router(num_classes, num_paths, main_path_weight, lr_mult, weights=None):
