@@ -55,7 +55,11 @@ def compute_gradients(fn, arrays):
     return float(to_numpy(value)), [to_numpy(g) for g in gradients]
 
 
-def build_multipath_model(num_classes=10, num_paths=2, image_size=8, lr_mult=0.05):
+# XLA compilation on TensorFlow takes longer than the few training steps of a test save.
+JIT_COMPILE = keras.backend.backend() != "tensorflow"
+
+
+def build_multipath_model(num_classes=10, num_paths=2, image_size=8, lr_mult=0.05, num_layers=None):
     """Build a functional multipath model from small ViT paths.
 
     Path 0 is a ViT with a head (the main path); paths 1.. are headless ViTs with a
@@ -67,7 +71,11 @@ def build_multipath_model(num_classes=10, num_paths=2, image_size=8, lr_mult=0.0
     path_logits = []
     for k in range(num_paths):
         components = layers.make_vit_components(
-            SMALL_VIT, image_size, num_classes if k == 0 else 0, name_prefix=f"path_{k}_"
+            SMALL_VIT,
+            image_size,
+            num_classes if k == 0 else 0,
+            num_layers=num_layers,
+            name_prefix=f"path_{k}_",
         )
         parts[f"path_{k}"] = components
         output = layers.apply_vit_components(components, images)

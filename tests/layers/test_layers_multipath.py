@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from keras_multipath import layers
-from layers_testing import build_multipath_model, compute_gradients, to_numpy
+from layers_testing import JIT_COMPILE, build_multipath_model, compute_gradients, to_numpy
 
 RNG = np.random.default_rng(11)
 
@@ -187,7 +187,9 @@ def _frozen_layers(parts, num_paths):
 
 def test_fit_changes_only_router_and_connectors():
     num_paths = 3
-    model, parts = build_multipath_model(num_classes=4, num_paths=num_paths, lr_mult=1.0)
+    model, parts = build_multipath_model(
+        num_classes=4, num_paths=num_paths, lr_mult=1.0, num_layers=1
+    )
     frozen = _frozen_layers(parts, num_paths)
     for layer in frozen:
         layer.trainable = False
@@ -203,6 +205,7 @@ def test_fit_changes_only_router_and_connectors():
     model.compile(
         optimizer=keras.optimizers.Adam(0.01),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=JIT_COMPILE,
     )
     model.fit(images, labels, batch_size=16, epochs=2, verbose=0)
 

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from keras_multipath import layers
-from layers_testing import SMALL_VIT, to_numpy
+from layers_testing import JIT_COMPILE, SMALL_VIT, to_numpy
 
 RNG = np.random.default_rng(5)
 
@@ -272,6 +272,7 @@ def test_vit_path_learns_digits():
         optimizer=keras.optimizers.Adam(3e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
+        jit_compile=JIT_COMPILE,
     )
 
     model.fit(images[train], labels[train], batch_size=32, epochs=8, verbose=0)
