@@ -55,7 +55,7 @@ class LoggingTuner(PathTuner):
 
 
 def run(directory, task_name, num_samples, examples_cap, seed, log=None, max_cycles=1,
-        **config_overrides):
+        tuner_class=None, **config_overrides):
     """Run the multipath agent of `task_name`; return `(store, oracle, tuner)`."""
     keras.utils.set_random_seed(0)
     config = make_multipath_config(num_samples, examples_cap, **config_overrides)
@@ -65,7 +65,7 @@ def run(directory, task_name, num_samples, examples_cap, seed, log=None, max_cyc
         store, task_name, task.num_classes, task.num_examples("train"), config,
         max_cycles=max_cycles, seed=seed,
     )
-    tuner = LoggingTuner(oracle, task, directory=directory, project_name=f"multipath_{task_name}")
+    tuner = (tuner_class or LoggingTuner)(oracle, task, directory=directory, project_name=f"multipath_{task_name}")
     tuner.log = log
     tuner.search(verbose=0)
     return store, oracle, tuner
