@@ -203,3 +203,21 @@ def test_cpu_config_cycle_on_animal_mnist(tmp_path):
     steps = full.num_samples_per_cycle * full.total_steps(task.num_examples("train"))
     baseline = baseline_accuracy(store, task, full, steps)
     assert best.metrics["quality"] > baseline + 0.05, (best.metrics["quality"], baseline)
+
+
+@pytest.mark.slow
+def test_raised_cycle_limit_continues_agent(first_search, tmp_path):
+    _, store, first = first_search
+    before = store.read_state(first.agent_id)
+    task = get_task(FIRST_TASK)
+    oracle = SinglepathOracle(store, FIRST_TASK, 10, task.num_examples("train"), first.config,
+                              max_cycles=2, seed=1)
+    # A new keras-tuner project: the search state comes from the store.
+    PathTuner(oracle, task, directory=str(tmp_path), project_name="again").search(verbose=0)
+    after = store.read_state(first.agent_id)
+    assert (before.state_name, after.state_name) == ("state_1_0", "state_2_0")
+    statuses = {trial_id: trial.status for trial_id, trial in oracle.trials.items()}
+    assert statuses == {"0000": "COMPLETED", "0001": "COMPLETED"}
+    assert after.next_path_id == before.next_path_id + 2
+    best = after.paths[after.published[0]]
+    assert best.metrics["score"] >= before.paths[before.published[0]].metrics["score"]

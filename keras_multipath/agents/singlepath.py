@@ -238,8 +238,8 @@ class SinglepathOracle(keras_tuner.Oracle):
         return ranked[0] if ranked else None
 
     def populate_space(self, trial_id):
-        search = self.search
         self._ensure_loaded()
+        search = self.search
         if search["cycle"] >= self.max_cycles:
             search["done"] = True
             return {"status": trial_module.TrialStatus.STOPPED, "values": None}
@@ -319,6 +319,7 @@ class SinglepathOracle(keras_tuner.Oracle):
     @keras_tuner.synchronized
     def create_trial(self, tuner_id):
         # A trial that ended in a store state newer than oracle.json must not run again.
+        self._ensure_loaded()
         finished = set(self.search["finished_trials"])
         if finished:
             for trial_id in [t for t in self._retry_queue if t in finished]:
@@ -353,6 +354,7 @@ class SinglepathOracle(keras_tuner.Oracle):
             status == trial_module.TrialStatus.INVALID
             and self._run_times[trial_id] + 1 >= self.max_retries_per_trial + 1
         )
+        self._ensure_loaded()
         search = self.search
         if final and trial_id in search["generation_trials"] and trial_id not in search["results"]:
             self._record_result(trial_id, self.trials[trial_id], status, trial.message)
@@ -402,8 +404,8 @@ class SinglepathOracle(keras_tuner.Oracle):
         )
 
     def _end_generation(self):
-        search = self.search
         system = self.system
+        search = self.search
         population = self.population()
         history = []
 
