@@ -8,6 +8,9 @@
   (unlocked) are always cloned, never trained in place, so published weights never change.
 - `resample`: a new trainable `posembed_input` computed from the root model's position
   embedding, resampled bilinearly to the child's patch grid (class-token entry kept).
+  NOTE: the source is the root path's component, at the root resolution. For a root
+  imported at another resolution than its checkpoint this resamples twice, where the
+  reference resamples the checkpoint's own embedding once.
 - `new`: a new randomly initialised component (a head, or an encoder block beyond the
   deepest ancestor).
 
