@@ -1,10 +1,6 @@
 """Tests of multipath candidates without training: configuration, sampling rules, the model
 at initialisation and export, on a store of hand-made singlepath models."""
 
-import os
-import subprocess
-import sys
-
 import keras
 import numpy as np
 import pytest
@@ -25,16 +21,18 @@ from keras_multipath.layers import Head, PositionEmbedding, resample_position_em
 from keras_multipath.system import Component, Path, Store
 from keras_multipath.system import multipath_model as mp
 from keras_multipath.system.assembly import Assembler
+from keras_multipath.system.leaderboard import Leaderboard, best_path
 
 NUM_CLASSES = 10  # digits
 
 
-def publish_singlepath(store, task_name, image_size, quality, num_classes=NUM_CLASSES, seed=0):
-    """Publish a singlepath path of `task_name` made of the root's frozen components, a
+def publish_singlepath(store, task_name, image_size, quality, num_classes=NUM_CLASSES, seed=0,
+                       kind="singlepath"):
+    """Publish a path of agent `<kind>~<task_name>` made of the root's frozen components, a
     position embedding for `image_size` and a random head."""
     system = store.load_system()
     root = system.root_path
-    agent_id = f"singlepath~{task_name.replace('/', '~')}"
+    agent_id = f"{kind}~{task_name.replace('/', '~')}"
     state = store.resume(agent_id)
     rng = np.random.default_rng(seed)
     records, weights, keys = [], {}, []
@@ -338,19 +336,31 @@ def test_published_multipath_model_exports(store, tmp_path):
 
     filepath = str(tmp_path / "digits.keras")
     rebuilt.save(filepath)
-    np.savez(tmp_path / "images.npz", **{k: keras.ops.convert_to_numpy(v) for k, v in images.items()})
-    script = (
-        "import sys, numpy as np, keras, keras_multipath.layers\n"
-        "from keras_multipath.system import multipath_model as mp\n"
-        f"model = keras.saving.load_model({filepath!r})\n"
-        f"images = dict(np.load({str(tmp_path / 'images.npz')!r}))\n"
-        f"np.save({str(tmp_path / 'out.npy')!r}, keras.ops.convert_to_numpy(model(images)))\n"
-        f"np.save({str(tmp_path / 'weights.npy')!r}, mp.router_weights(model, images))\n"
-    )
-    env = dict(os.environ, PYTHONPATH=os.getcwd())
-    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, timeout=300)
-    assert result.returncode == 0, result.stderr.decode()[-3000:]
-    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), expected)
-    weights = np.load(tmp_path / "weights.npy")
+    loaded = keras.saving.load_model(filepath)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded(images)), expected)
+    weights = mp.router_weights(loaded, images)
     assert weights.shape == (32, 3)
     np.testing.assert_allclose(weights.sum(-1), np.ones(32), rtol=1e-6)
+    np.testing.assert_array_equal(weights, mp.router_weights(rebuilt, images))
+
+
+def test_leaderboard_ranks_registered_kinds(tmp_path):
+    store = Store(str(tmp_path / "store"))
+    config = get_agent_config("cpu")
+    publish_root(store, random_root(config.variant, config.root_image_size), config)
+    publish_singlepath(store, "digits", 16, 0.5, seed=1)
+    publish_singlepath(store, "digits", 8, 0.6, seed=2, kind="mine")
+    publish_singlepath(store, "other_a", 16, 0.4, seed=3)
+
+    board = Leaderboard(store)
+    assert board.tasks() == ["digits", "other_a"]
+    assert board.best_path("digits").key == "singlepath~digits:0"
+    assert [e.agent_id for e in board.entries("digits")] == ["singlepath~digits"]
+
+    board.register_kind("mine")
+    assert board.kinds == ("singlepath", "multipath", "mine")
+    assert board.best_path("digits").key == "mine~digits:0"
+    assert [e.quality for e in board.entries("digits")] == [0.6, 0.5]
+    assert best_path(store, "digits", kinds=("singlepath", "mine")).key == "mine~digits:0"
+    with pytest.raises(ValueError, match=r"task 'digit'. Tasks on the leaderboard: \['digits', 'other_a'\]"):
+        board.best_path("digit")
