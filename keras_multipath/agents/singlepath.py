@@ -331,6 +331,8 @@ class SinglepathOracle(keras_tuner.Oracle):
                     if result is not None and result.get("status") == "COMPLETED"
                     else trial_module.TrialStatus.FAILED
                 )
+                if result is not None and "score" in result.get("metrics", {}):
+                    trial.score = result["metrics"]["score"]
                 if trial_id not in self.end_order:
                     self.end_order.append(trial_id)
         return super().create_trial(tuner_id)
