@@ -57,6 +57,9 @@ def build_parser():
                           "each candidate; default: the configuration's)")
     run.add_argument("--validation_examples", type=int, default=None,
                      help="size cap of the validation subset (default: the configuration's)")
+    run.add_argument("--parallel_trials", type=int, default=None,
+                     help="candidates of a generation trained at the same time, one per "
+                          "keras-tuner worker (default: 1)")
     run.add_argument("--root", default="random",
                      help="root model of a new store: random, a vit_jax .npz file, or a "
                           "local keras-hub ViT preset folder (default: random)")
@@ -117,6 +120,7 @@ def _run(args):
         task_options=task_options, variant=args.variant, candidates=args.candidates,
         train_examples_per_validation=args.train_examples,
         validation_examples=args.validation_examples,
+        candidates_per_generation=args.parallel_trials,
     )
     for path in paths:
         print(f"{path.key}\tquality={path.metrics.get('quality')}\t"

@@ -43,7 +43,8 @@ def is_worker():
 
 
 def make_agent_config(config="cpu", variant=None, candidates=None,
-                      train_examples_per_validation=None, validation_examples=None):
+                      train_examples_per_validation=None, validation_examples=None,
+                      candidates_per_generation=None):
     """Return an `AgentConfig` by name, with optional overrides.
 
     Args:
@@ -55,6 +56,8 @@ def make_agent_config(config="cpu", variant=None, candidates=None,
         train_examples_per_validation: cap on the training examples between two validations
             (sets the training steps of every candidate).
         validation_examples: cap on the validation subset.
+        candidates_per_generation: candidates trained at the same time, on as many
+            keras-tuner workers; the default 1 trains them one after another.
     """
     from keras_multipath.agents.config import AgentConfig, get_agent_config
     from keras_multipath.layers.variants import get_variant
@@ -74,6 +77,8 @@ def make_agent_config(config="cpu", variant=None, candidates=None,
         changes["num_train_examples_between_validations_max"] = int(train_examples_per_validation)
     if validation_examples is not None:
         changes["num_validation_examples_max"] = int(validation_examples)
+    if candidates_per_generation is not None:
+        changes["candidates_per_generation"] = int(candidates_per_generation)
     return agent_config.replace(**changes) if changes else agent_config
 
 
@@ -167,6 +172,7 @@ def _agent_tuner_class(tuner_class):
             record = {
                 "agent_id": self.project_name,
                 "trial_id": trial.trial_id,
+                "tuner_id": self.tuner_id,
                 "status": status,
                 "seconds": round(time.time() - started, 3),
                 "time": time.time(),
@@ -294,7 +300,7 @@ def run_agent(store, task, kind="singlepath", cycles=1, config="cpu", seed=0, wo
         tensorboard: whether to write TensorBoard logs per trial.
         task_options: keyword arguments of `get_task`, e.g. ``{"data_dir": ...}``.
         **config_overrides: `variant`, `candidates`, `train_examples_per_validation`,
-            `validation_examples` (see `make_agent_config`).
+            `validation_examples`, `candidates_per_generation` (see `make_agent_config`).
 
     Returns:
         The agent's published paths after the run (one `Path` per agent, the best), read
