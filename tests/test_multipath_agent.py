@@ -101,7 +101,7 @@ def test_subpath_weights_bit_identical(searched):
     for key, weights in searched["before"].items():
         for before, after in zip(weights, store.read_weights(key)):
             np.testing.assert_array_equal(before, after)
-    # The layers the tuner trained with hold the same values as the store.
+    # The layers the tuner trained with contain the same values as the store.
     assembler = searched["tuner"].assembler
     _, path = published(store)
     for key in path.components:

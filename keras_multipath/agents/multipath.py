@@ -8,9 +8,9 @@ A multipath candidate of task T runs in parallel
 
 and trains only a `Connector` per headless path (its representation to T's logits) and a
 `MultipathRouter` that mixes the logits per sample from `path_0`'s logits. Secondary paths
-are inherited from the parent candidate; new ones are drawn uniformly from the other
-singlepath agents' published paths when the parent is the main model or when `num_paths`
-grows. The router and connectors are cloned from the parent when their shapes match; the
+are inherited from the parent candidate. New ones are drawn uniformly from the other
+singlepath agents' published paths, which happens when the parent is the main model or when
+`num_paths` grows. The router and connectors are cloned from the parent when their shapes match; the
 router is re-initialised when `num_paths` changed. The score is the validation accuracy
 alone (no size or compute penalty).
 
@@ -34,7 +34,11 @@ from keras_tuner.src.engine import trial as trial_module
 from keras_multipath.agents import candidate as candidate_lib
 from keras_multipath.agents import hparams as hp
 from keras_multipath.agents.config import AgentConfig, get_agent_config
-from keras_multipath.agents.scoring import vit_forward_flops
+from keras_multipath.agents.scoring import (
+    LAYER_NORM_FLOPS_PER_ELEMENT,
+    SOFTMAX_FLOPS_PER_ELEMENT,
+    vit_forward_flops,
+)
 from keras_multipath.agents.selection import select_parent
 from keras_multipath.agents.singlepath import CANDIDATE_VALUE, SinglepathOracle
 from keras_multipath.system import make_agent_id, names
@@ -211,6 +215,21 @@ def path_forward_flops(system, path):
     )
 
 
+def _router_and_connector_flops(system, parts, num_classes):
+    """Count the FLOPs of the connectors, the router and the mixture at batch size 1."""
+    num_paths = len(parts)
+    connectors = sum(
+        2 * mp.representation_dim(system, part) * num_classes + num_classes for part in parts[1:]
+    )
+    router = (
+        LAYER_NORM_FLOPS_PER_ELEMENT * num_classes
+        + 2 * num_classes * num_paths + num_paths
+        + SOFTMAX_FLOPS_PER_ELEMENT * num_paths
+    )
+    mixture = 2 * num_paths * num_classes
+    return connectors + router + mixture
+
+
 def sample_multipath(system, agent_id, main_path, parent, config, ds_hparams, rng,
                      own_best=None, singlepath_kind=SINGLEPATH_KIND):
     """Describe a multipath candidate for the running agent.
@@ -230,11 +249,12 @@ def sample_multipath(system, agent_id, main_path, parent, config, ds_hparams, rn
         singlepath_kind: kind of the agents whose models are the subpaths.
 
     Returns:
-        A JSON-able dict like `make_candidate`'s, with `kind` "multipath", `parent`,
-        `hparams` (with `paths`, `num_paths` and the list `ds_image_size`), `threshold`
-        (the parent's score when the parent is the agent's own path, else None), `flops`,
-        `trained_params`, `activated_params` and `components`: every subpath component as
-        a `share` entry, then `router` and `connector_<k>` as `clone` or `new` entries.
+        A JSON-able dict like `make_candidate`'s. Its keys are `kind` ("multipath"),
+        `parent`, `hparams` (with `paths`, `num_paths` and the list `ds_image_size`),
+        `threshold`, `flops`, `trained_params`, `activated_params` and `components`.
+        `threshold` is the parent's score when the parent is the agent's own path, else
+        None. `components` lists every subpath component once as a `share` entry, then
+        `router` and `connector_<k>` as `clone` or `new` entries.
 
     Raises:
         ValueError: when no other singlepath agent has a published path to use.
@@ -318,7 +338,7 @@ def sample_multipath(system, agent_id, main_path, parent, config, ds_hparams, rn
         trained += candidate_lib.num_params_of(shapes)
 
     flops = sum(path_forward_flops(system, part) for part in parts)
-    flops += (num_paths - 1) * (2 * num_classes * num_classes)  # connectors, rough
+    flops += _router_and_connector_flops(system, parts, num_classes)
     threshold = None
     if own_parent and "score" in parent.metrics:
         threshold = float(parent.metrics["score"])
@@ -388,7 +408,7 @@ class MultipathOracle(SinglepathOracle):
             )
 
     def visible_kinds(self):
-        """Agent kinds loaded at each cycle: the singlepath agents and this kind."""
+        """Return the agent kinds loaded at each cycle: the singlepath kind and this kind."""
         return [self.singlepath_kind, self.kind]
 
     def populate_space(self, trial_id):
