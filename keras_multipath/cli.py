@@ -154,11 +154,15 @@ def _report(args):
 
 
 def _export(args):
-    from keras_multipath import report
+    from keras_multipath.system import Store
+    from keras_multipath.system.leaderboard import DEFAULT_KINDS, export_best_model
 
-    path, filename = report.export_best(args.store, args.task, args.output, kind=args.kind)
+    kinds = DEFAULT_KINDS if args.kind is None else (args.kind,)
+    directory = os.path.dirname(os.path.abspath(args.output))
+    os.makedirs(directory, exist_ok=True)
+    path, _ = export_best_model(Store(args.store), args.task, args.output, kinds=kinds)
     print(f"Exported {path.key} (validation accuracy {path.metrics.get('quality')}) "
-          f"to {filename}")
+          f"to {args.output}")
     return 0
 
 
@@ -166,10 +170,10 @@ def main(argv=None):
     """Run the command line with `argv` (default: `sys.argv[1:]`); return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _configure(args)
     handlers = {"run": _run, "leaderboard": _leaderboard, "report": _report,
                 "export": _export}
     try:
+        _configure(args)
         return handlers[args.command](args)
     except (ValueError, KeyError, FileNotFoundError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
