@@ -55,8 +55,9 @@ def compute_gradients(fn, arrays):
     return float(to_numpy(value)), [to_numpy(g) for g in gradients]
 
 
-# XLA compilation on TensorFlow takes longer than the few training steps of a test save.
-JIT_COMPILE = keras.backend.backend() != "tensorflow"
+# Compile the train step only on JAX. XLA compilation on TensorFlow takes longer than the
+# few training steps of a test save, and on torch `jit_compile=True` means torch.compile.
+JIT_COMPILE = keras.backend.backend() == "jax"
 
 
 def build_multipath_model(num_classes=10, num_paths=2, image_size=8, lr_mult=0.05, num_layers=None):
