@@ -17,7 +17,12 @@ from keras_multipath.agents.multipath import (
 )
 from keras_multipath.agents.root import publish_root, random_root
 from keras_multipath.data import get_task, make_dataset
-from keras_multipath.layers import Head, PositionEmbedding, resample_position_embedding
+from keras_multipath.layers import (
+    Head,
+    MultipathRouter,
+    PositionEmbedding,
+    resample_position_embedding,
+)
 from keras_multipath.system import Component, Path, Store
 from keras_multipath.system import multipath_model as mp
 from keras_multipath.system.assembly import Assembler
@@ -69,6 +74,8 @@ def publish_singlepath(store, task_name, image_size, quality, num_classes=NUM_CL
         components=keys, parent=root.key,
         metrics={"quality": quality, "score": quality, "test_quality": quality, "offsprings": 0},
     )
+    # The new path replaces the agent's previous one, as at the end of a singlepath cycle.
+    state.paths = {}
     state.add_path(path)
     state.published = [path.key]
     state.population = [path.key]
@@ -148,14 +155,12 @@ def test_config_rejects_bad_pattern():
         multipath_config(get_agent_config("cpu"), secondary_exclude_pattern="(")
 
 
-def test_missing_main_path_error(tmp_path):
-    store = Store(str(tmp_path / "store"))
-    config = get_agent_config("cpu")
-    publish_root(store, random_root(config.variant, config.root_image_size), config)
-    with pytest.raises(MissingMainPathError, match="Run the singlepath agent for task .digits. first"):
-        MultipathOracle(store, "digits", 10, 100, make_config())
-    with pytest.raises(MissingMainPathError, match="Run the singlepath agent for task 'digits'"):
-        main_path_of(store.load_system(), "digits")
+def test_missing_main_path_error(store):
+    # The store has singlepath models of other tasks, but none of mnist.
+    with pytest.raises(MissingMainPathError, match="Run the singlepath agent for task 'mnist' first"):
+        MultipathOracle(store, "mnist", 10, 100, make_config())
+    with pytest.raises(MissingMainPathError, match="Run the singlepath agent for task 'mnist' first"):
+        main_path_of(store.load_system(), "mnist")
 
 
 def test_oracle_requires_multipath_config(store):
@@ -290,8 +295,8 @@ def test_initial_candidate_matches_main_path(store):
     main_logits = keras.ops.convert_to_numpy(main_model(images["16"]))
     np.testing.assert_allclose(mixed, 0.8 * main_logits, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(mixed.argmax(-1), main_logits.argmax(-1))
-    weights = mp.router_weights(model, images)
-    assert weights.shape == (64, 3)
+    router = next(layer for layer in trainable.values() if isinstance(layer, MultipathRouter))
+    weights = keras.ops.convert_to_numpy(router(main_logits))
     np.testing.assert_allclose(weights, np.tile([0.8, 0.1, 0.1], (64, 1)), rtol=1e-5)
 
     # Only the router and connectors are trainable, and every frozen layer is the shared one.
@@ -334,6 +339,17 @@ def test_published_multipath_model_exports(store, tmp_path):
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(rebuilt(images)), expected)
     assert mp.parameter_counts(fresh, fresh.path(path.key))[0] == candidate["trained_params"]
 
+    # The subpaths' owners publish new models; the multipath model still loads from the
+    # subpath records in its hparams and predicts the same.
+    replaced = [record["agent_id"] + ":" + str(record["id"])
+                for record in path.hparams["paths"].values()]
+    for task_name, size, seed in (("digits", 16, 11), ("other_a", 8, 12), ("other_b", 16, 13)):
+        publish_singlepath(store, task_name, size, 0.45, seed=seed)
+    moved_on = store.load_system()
+    assert all(key not in moved_on.paths for key in replaced)
+    again = Assembler(store, moved_on).build_model(moved_on.path(path.key))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(again(images)), expected)
+
     filepath = str(tmp_path / "digits.keras")
     rebuilt.save(filepath)
     loaded = keras.saving.load_model(filepath)
@@ -341,7 +357,6 @@ def test_published_multipath_model_exports(store, tmp_path):
     weights = mp.router_weights(loaded, images)
     assert weights.shape == (32, 3)
     np.testing.assert_allclose(weights.sum(-1), np.ones(32), rtol=1e-6)
-    np.testing.assert_array_equal(weights, mp.router_weights(rebuilt, images))
 
 
 def test_leaderboard_ranks_registered_kinds(tmp_path):
