@@ -379,3 +379,30 @@ def test_leaderboard_ranks_registered_kinds(tmp_path):
     assert best_path(store, "digits", kinds=("singlepath", "mine")).key == "mine~digits:0"
     with pytest.raises(ValueError, match=r"task 'digit'. Tasks on the leaderboard: \['digits', 'other_a'\]"):
         board.best_path("digit")
+
+
+def test_unloadable_subpath_gets_new_connector(store):
+    system = store.load_system()
+    _, first = sample(store, seed=3, num_paths=2)
+    assembler = Assembler(store, system)
+    allocate(first, first_id=100)
+    mp.assemble_candidate(assembler, first)
+    hparams = dict(first["hparams"])
+    gone = dict(hparams["paths"]["path_1"], agent_id="singlepath~gone", id=0,
+                components=["singlepath~gone:0"])
+    hparams["paths"] = dict(hparams["paths"], path_1=gone)
+    parent = Path(
+        agent_id="multipath~digits", task_name="digits", id=0, hparams=hparams,
+        components=[e["key"] for e in first["components"]], parent=first["parent"],
+        metrics={"score": 0.6, "quality": 0.6},
+    )
+    system.add_path(parent)
+    config = make_config().replace(hparams_grids=dict(make_config().hparams_grids, num_paths=(2,)))
+    rng = np.random.default_rng(0)
+    ds = hp.sample_ds_hparams(config.hparams_defaults, config.hparams_grids, rng, NUM_CLASSES)
+    child = sample_multipath(
+        system, "multipath~digits", main_path_of(system, "digits"), parent, config, ds, rng
+    )
+    assert child["hparams"]["paths"]["path_1"]["agent_id"] != "singlepath~gone"
+    actions = {e["name"]: e["action"] for e in child["components"] if e["action"] != "share"}
+    assert actions == {"router": "clone", "connector_1": "new"}

@@ -272,6 +272,7 @@ def sample_multipath(system, agent_id, main_path, parent, config, ds_hparams, rn
     inherited = parent.hparams.get(mp.PATHS_KEY, {}) if own_parent else {}
     records = {mp.subpath_name(0): mp.make_subpath_record(system, main_path, headless=False)}
     selected_agents = {main_path.agent_id}
+    inherited_indices = set()
     for index in range(1, num_paths):
         name = mp.subpath_name(index)
         record = inherited.get(name)
@@ -279,6 +280,7 @@ def sample_multipath(system, agent_id, main_path, parent, config, ds_hparams, rn
             if _record_is_loadable(system, record):
                 records[name] = copy.deepcopy(record)
                 selected_agents.add(record["agent_id"])
+                inherited_indices.add(index)
                 continue
             logging.warning(
                 "Agent %s: inherited subpath %s:%s uses components that are not loaded; "
@@ -323,9 +325,9 @@ def sample_multipath(system, agent_id, main_path, parent, config, ds_hparams, rn
     own_entries = [(mp.ROUTER_NAME, parent_router, _router_shapes(num_classes, num_paths))]
     for index in range(1, num_paths):
         dim = mp.representation_dim(system, parts[index])
-        own_entries.append(
-            (mp.connector_name(index), parent_connectors.get(index), _connector_shapes(dim, num_classes))
-        )
+        # A connector is reused only with the subpath it was trained on.
+        source = parent_connectors.get(index) if index in inherited_indices else None
+        own_entries.append((mp.connector_name(index), source, _connector_shapes(dim, num_classes)))
     trained = 0
     for name, source, shapes in own_entries:
         reuse = source is not None and system.component(source).weight_shapes == shapes
