@@ -51,6 +51,9 @@ flags.DEFINE_integer("parallel", 2,
                      "Agents run at the same time, each in its own process; 1 runs them one "
                      "after another in this process.")
 flags.DEFINE_integer("verbose", 1, "Keras fit verbosity inside trials when --parallel=1.")
+flags.DEFINE_string("tfds_data_dir", None,
+                    "TFDS data folder of prepared datasets for 'tfds:<name>' tasks "
+                    "(default: TFDS's own, ~/tensorflow_datasets).")
 flags.DEFINE_float("poll_seconds", 2.0, "How often the progress bar reads the store.")
 
 
@@ -65,7 +68,16 @@ def _agent_command(task, kind):
         f"--validation_examples={FLAGS.validation_examples}", f"--seed={FLAGS.seed}",
         "--verbose=2", "--no_progress",
     ]
+    if task.startswith("tfds:") and FLAGS.tfds_data_dir:
+        command.append(f"--data_dir={FLAGS.tfds_data_dir}")
     return command
+
+
+def _task_options(task):
+    """Return the `get_task` keyword arguments of task name `task`."""
+    if task.startswith("tfds:") and FLAGS.tfds_data_dir:
+        return {"data_dir": FLAGS.tfds_data_dir}
+    return {}
 
 
 def _run_in_processes(store, jobs, progress):
@@ -130,6 +142,7 @@ def _run_in_this_process(store, jobs, progress):
                 progress=False, variant=FLAGS.variant, candidates=FLAGS.candidates,
                 train_examples_per_validation=FLAGS.train_examples,
                 validation_examples=FLAGS.validation_examples,
+                task_options=_task_options(task),
             )
             statuses[agent_id] = 0
         except Exception:  # noqa: BLE001 - one failed agent must not stop the others.
@@ -151,7 +164,7 @@ def main(argv):
     from keras_multipath import report
     from keras_multipath.data import get_task
     from keras_multipath.runner import (
-        AGENT_KINDS, default_work_dir, ensure_root, make_agent_config,
+        AGENT_KINDS, agent_task_name, default_work_dir, ensure_root, make_agent_config,
     )
     from keras_multipath.system import Store, make_agent_id
 
@@ -168,7 +181,8 @@ def main(argv):
     started = time.time()
     store = Store(FLAGS.store)
     # Tasks are loaded once here so that a wrong name fails before any agent starts.
-    tasks = [get_task(name).name for name in FLAGS.tasks]
+    tasks = {name: agent_task_name(get_task(name, **_task_options(name)).name)
+             for name in FLAGS.tasks}
     config = make_agent_config(
         FLAGS.config, variant=FLAGS.variant, candidates=FLAGS.candidates,
         train_examples_per_validation=FLAGS.train_examples,
@@ -186,7 +200,7 @@ def main(argv):
               unit="cycle") as progress:
         for kind in kinds:
             jobs = []
-            for task in tasks:
+            for name, task in tasks.items():
                 if kind == "multipath":
                     main_agent = make_agent_id("singlepath", task)
                     state = store.read_state(main_agent, include_intermediate=False)
@@ -195,7 +209,7 @@ def main(argv):
                                         "agent has published no model.", task)
                         progress.update(FLAGS.cycles)
                         continue
-                jobs.append((task, kind, make_agent_id(kind, task)))
+                jobs.append((name, kind, make_agent_id(kind, task)))
             if FLAGS.parallel > 1:
                 statuses.update(_run_in_processes(store, jobs, progress))
             else:

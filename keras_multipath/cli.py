@@ -112,7 +112,14 @@ def _configure(args):
 def _run(args):
     from keras_multipath.runner import run_agent
 
-    task_options = {"data_dir": args.data_dir} if args.data_dir else None
+    task_options = None
+    if args.data_dir:
+        if not args.task.startswith("tfds:"):
+            raise ValueError(
+                f"--data_dir applies to TFDS tasks only ('tfds:<name>'). Received: "
+                f"--task={args.task}"
+            )
+        task_options = {"data_dir": args.data_dir}
     paths = run_agent(
         args.store, args.task, kind=args.kind, cycles=args.cycles, config=args.config,
         seed=args.seed, work_dir=args.work_dir, root=args.root, verbose=args.verbose,

@@ -22,6 +22,7 @@ import time
 
 from absl import logging
 
+from keras_multipath.data.registry import FOLDER_PREFIX, TFDS_PREFIX
 from keras_multipath.system import Store, make_agent_id
 
 AGENT_KINDS = ("singlepath", "multipath")
@@ -33,6 +34,19 @@ def default_work_dir(store_root):
     """Return the default work folder of `store_root`: ``<store>-trials`` beside it."""
     root = os.fspath(store_root).rstrip("/")
     return f"{root}-trials"
+
+
+def agent_task_name(task_name):
+    """Return the task name that agent ids and paths use for data task `task_name`.
+
+    TFDS tasks ("tfds:cifar100") drop the prefix, so the agent is "singlepath~cifar100";
+    image folder tasks ("folder:/data/flowers") use the folder's base name ("flowers").
+    """
+    if task_name.startswith(TFDS_PREFIX):
+        return task_name[len(TFDS_PREFIX):]
+    if task_name.startswith(FOLDER_PREFIX):
+        return os.path.basename(task_name[len(FOLDER_PREFIX):].rstrip("/"))
+    return task_name
 
 
 def is_worker():
@@ -232,13 +246,13 @@ class _WorkerOracle:
             return getattr(self._local, name)
 
 
-def _make_singlepath(store, task, agent_config, max_cycles, seed, work_dir, agent_id,
-                     verbose, progress_bar, tensorboard):
+def _make_singlepath(store, task, task_name, agent_config, max_cycles, seed, work_dir,
+                     agent_id, verbose, progress_bar, tensorboard):
     from keras_multipath.agents.singlepath import SinglepathOracle
     from keras_multipath.training.tuner import PathTuner
 
     oracle = SinglepathOracle(
-        store, task.name, task.num_classes, task.num_examples("train"), agent_config,
+        store, task_name, task.num_classes, task.num_examples("train"), agent_config,
         max_cycles=max_cycles, seed=seed,
     )
     tuner = _agent_tuner_class(PathTuner)(
@@ -248,8 +262,8 @@ def _make_singlepath(store, task, agent_config, max_cycles, seed, work_dir, agen
     return oracle, tuner
 
 
-def _make_multipath(store, task, agent_config, max_cycles, seed, work_dir, agent_id,
-                    verbose, progress_bar, tensorboard):
+def _make_multipath(store, task, task_name, agent_config, max_cycles, seed, work_dir,
+                    agent_id, verbose, progress_bar, tensorboard):
     try:
         from keras_multipath.agents import multipath
     except ImportError as error:
@@ -259,7 +273,7 @@ def _make_multipath(store, task, agent_config, max_cycles, seed, work_dir, agent
     if not isinstance(agent_config, multipath.MultipathConfig):
         agent_config = multipath.multipath_config(agent_config)
     oracle = multipath.MultipathOracle(
-        store, task.name, task.num_classes, task.num_examples("train"), agent_config,
+        store, task_name, task.num_classes, task.num_examples("train"), agent_config,
         max_cycles=max_cycles, seed=seed,
     )
     tuner_class = getattr(multipath, "MultipathTuner", None)
@@ -317,7 +331,8 @@ def run_agent(store, task, kind="singlepath", cycles=1, config="cpu", seed=0, wo
         work_dir = default_work_dir(store.root)
     agent_config = make_agent_config(config, **config_overrides)
     task = task if isinstance(task, Task) else get_task(task, **(task_options or {}))
-    agent_id = make_agent_id(kind, task.name)
+    task_name = agent_task_name(task.name)
+    agent_id = make_agent_id(kind, task_name)
     worker = is_worker()
     if not worker:
         ensure_root(store, agent_config, seed=seed, root=root)
@@ -335,10 +350,10 @@ def run_agent(store, task, kind="singlepath", cycles=1, config="cpu", seed=0, wo
                      agent_id, done, max_cycles)
     else:
         logging.info("Agent %s starts: %d cycles of %d candidates on task %s.", agent_id,
-                     cycles, agent_config.num_samples_per_cycle, task.name)
+                     cycles, agent_config.num_samples_per_cycle, task_name)
     make = _make_singlepath if kind == "singlepath" else _make_multipath
-    oracle, tuner = make(store, task, agent_config, max_cycles, seed, work_dir, agent_id,
-                         verbose, progress_bar, tensorboard)
+    oracle, tuner = make(store, task, task_name, agent_config, max_cycles, seed, work_dir,
+                         agent_id, verbose, progress_bar, tensorboard)
     if worker:
         tuner.oracle = _WorkerOracle(tuner.oracle, oracle)
     try:

@@ -113,3 +113,18 @@ def test_export_unknown_task_fails(tmp_path, capsys):
                              "--output", tmp_path / "x.keras")
     assert status == 2
     assert "has published a model for task 'mnst'" in err
+
+
+def test_agent_task_names():
+    from keras_multipath.runner import agent_task_name
+
+    assert agent_task_name("tfds:cmaterdb/bangla") == "cmaterdb/bangla"
+    assert agent_task_name("folder:/data/flowers/") == "flowers"
+    assert agent_task_name("digits") == "digits"
+
+
+def test_data_dir_only_for_tfds(tmp_path, capsys):
+    status, _, err = run_cli(capsys, "run", "--store", tmp_path / "store", "--task", "digits",
+                             "--data_dir", tmp_path)
+    assert status == 2
+    assert "--data_dir applies to TFDS tasks only" in err
