@@ -16,8 +16,8 @@ from keras_multipath.system import Store
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT_SECONDS = 420
 
-# Three processes that each import Keras take 1.5-3 minutes on 2 shared cores, so the
-# default run covers the gRPC protocol on one backend; `-m slow` runs the others.
+# Three processes that each import Keras take 1.5-3 minutes on 2 shared cores. So the
+# default run covers the gRPC protocol on one backend, and `-m slow` runs the others.
 pytestmark = [] if keras.backend.backend() == "jax" else [pytest.mark.slow]
 
 
@@ -53,13 +53,12 @@ def test_chief_and_two_workers_complete_search(tmp_path):
     port = free_port()
     processes = {}
     try:
+        # Workers wait for the chief's gRPC server, which starts after the chief has
+        # published the root model, so they can start at once.
         for tuner_id in ("chief", "tuner0", "tuner1"):
             processes[tuner_id] = start(
                 tuner_id, port, store_root, work_dir, tmp_path / f"{tuner_id}.log"
             )
-            if tuner_id == "chief":
-                # The chief publishes the root model before the workers read the store.
-                time.sleep(1.0)
         deadline = time.time() + TIMEOUT_SECONDS
         for tuner_id, process in processes.items():
             process.wait(timeout=max(1.0, deadline - time.time()))
