@@ -54,21 +54,26 @@ from keras_multipath.system.assembly import Assembler
 from keras_multipath.training.schedule import make_optimizer
 
 
+class _NonFiniteLoss(Exception):
+    """Raised inside `fit` at the first NaN or infinite training loss."""
+
+    def __init__(self, step, loss):
+        super().__init__(step, loss)
+        self.step, self.loss = step, loss
+
+
 class _LossGuard(keras.callbacks.Callback):
-    """Stop training at the first non-finite training loss and remember the step."""
+    """Interrupt training at the first non-finite training loss, before any validation."""
 
     def __init__(self):
         super().__init__()
-        self.bad_step = None
-        self.bad_loss = None
         self.step = 0
 
     def on_train_batch_end(self, batch, logs=None):
         self.step += 1
         loss = float(np.asarray((logs or {}).get("loss", 0.0)))
-        if not math.isfinite(loss) and self.bad_step is None:
-            self.bad_step, self.bad_loss = self.step, loss
-            self.model.stop_training = True
+        if not math.isfinite(loss):
+            raise _NonFiniteLoss(self.step, loss)
 
 
 class _Validator(keras.callbacks.Callback):
@@ -261,22 +266,22 @@ class PathTuner(base_tuner.BaseTuner):
             self.task, "validation", candidate["batch_size"], image_sizes=image_size,
             max_validation_examples=candidate["num_validation_examples_max"],
         )
-        guard = _LossGuard()
         validator = _Validator(
             Scorer(**candidate["scorer"]), candidate["accounted_params"], candidate["flops"],
             candidate["threshold"], trainable,
         )
-        model.fit(
-            train, epochs=num_validations, steps_per_epoch=steps, validation_data=validation,
-            callbacks=[guard, validator], verbose=self.verbose,
-        )
-        if guard.bad_step is not None:
+        try:
+            model.fit(
+                train, epochs=num_validations, steps_per_epoch=steps, validation_data=validation,
+                callbacks=[_LossGuard(), validator], verbose=self.verbose,
+            )
+        except _NonFiniteLoss as error:
             self._forget_candidate(trainable)
             raise FailedTrialError(
                 f"Candidate {candidate['path_key']} failed: the training loss became "
-                f"{guard.bad_loss} at step {guard.bad_step} of {total_steps} "
+                f"{error.loss} at step {error.step} of {total_steps} "
                 f"(opt_lr={hparams['opt_lr']}). The candidate is discarded."
-            )
+            ) from None
 
         improved = validator.snapshot is not None
         qualities = [e["quality"] for e in validator.evals]
