@@ -166,6 +166,20 @@ class SinglepathOracle(keras_tuner.Oracle):
             kinds=self.visible_kinds(), running_agent_id=self.agent_id
         )
         self._restore_own_paths()
+        self._rescore_population()
+
+    def _rescore_population(self):
+        """Recompute accounted parameters and scores of the own population, because other
+        agents may have started sharing its components since they were scored."""
+        population = self.population()
+        for path in population:
+            metrics = path.metrics
+            if "quality" not in metrics or "flops" not in metrics:
+                continue
+            accounted = self._system.accounted_params(path, self.agent_id)
+            metrics["accounted_params"] = accounted
+            metrics["score"] = self.scorer.score(metrics["quality"], accounted, metrics["flops"])
+        self._sync_population(population)
 
     def visible_kinds(self):
         """Return the agent kinds loaded at each cycle (subclasses may add kinds)."""
@@ -444,7 +458,12 @@ class SinglepathOracle(keras_tuner.Oracle):
         ranked = rank_paths(population)
         best = ranked[0] if ranked else None
         if best is not None:
-            if self.test_evaluator is not None and "test_quality" not in best.metrics:
+            if self.test_evaluator is None:
+                logging.warning(
+                    "Agent %s: no test evaluator is set, so %s gets no test_quality.",
+                    self.agent_id, best.key,
+                )
+            elif "test_quality" not in best.metrics:
                 best.metrics["test_quality"] = float(self.test_evaluator(best))
             self.system.lock_path(best, self.agent_id)
             best.metrics["published_cycle"] = search["cycle"]
