@@ -40,7 +40,7 @@ flags.DEFINE_integer("cycles", 2, "Cycles each agent runs in this invocation.")
 flags.DEFINE_integer("candidates", 2, "Candidates (trials) per cycle.")
 flags.DEFINE_string("config", "cpu", "Agent configuration: cpu, VitT3, VitB or Vit.")
 flags.DEFINE_string("variant", "micro/4", "ViT variant of the random root model.")
-flags.DEFINE_integer("train_examples", 1000,
+flags.DEFINE_integer("train_examples", 2000,
                      "Training examples between two validations; a candidate trains for 4 "
                      "times this many examples.")
 flags.DEFINE_integer("validation_examples", 500, "Size cap of the validation subset.")
