@@ -68,6 +68,15 @@ def test_same_seed_same_candidates(tmp_path):
     assert runs["a"] != runs["c"]
 
 
+def test_generation_shares_ds_hparams(tmp_path):
+    oracle = make_oracle(tmp_path, seed=2, candidates_per_generation=3)
+    candidates = [json.loads(propose(oracle, str(i))) for i in range(3)]
+    ds = [{k: v for k, v in c["hparams"].items() if k.startswith("ds_")} for c in candidates]
+    assert ds[0] == ds[1] == ds[2]
+    assert {c["data_seed"] for c in candidates} == {candidates[0]["data_seed"]}
+    assert [c["path_key"] for c in candidates] == [f"singlepath~mnist_5k:{i}" for i in range(3)]
+
+
 def test_generation_waits_for_its_trials(tmp_path):
     oracle = make_oracle(tmp_path, candidates_per_generation=1)
     propose(oracle, "0")
@@ -168,6 +177,14 @@ def test_second_task_reuses_frozen_components(first_search):
         for stored, again in zip(store.read_weights(key), Store(store.root).read_weights(key)):
             np.testing.assert_array_equal(stored, again)
     assert best.metrics["accounted_params"] < sum(system.component(k).num_params for k in best.components)
+
+    # The first agent's next cycle rescores its best path: the shared components now cost it
+    # half their parameters.
+    again = SinglepathOracle(store, FIRST_TASK, 10, 4000, first.config, max_cycles=2, seed=1)
+    (rescored,) = again.population()
+    assert rescored.key == published_first
+    assert rescored.metrics["accounted_params"] < first_path.metrics["accounted_params"]
+    assert rescored.metrics["score"] > first_path.metrics["score"]
 
 
 def test_non_finite_loss_fails_candidate(tmp_path, tiny_task):

@@ -220,7 +220,8 @@ class SinglepathOracle(keras_tuner.Oracle):
 
     def population(self):
         """Return the agent's own population as `Path` objects of the current system."""
-        return [self.system.paths[data["agent_id"] + ":" + str(data["id"])]
+        system = self.system  # Loading may replace the search state, so load first.
+        return [system.paths[f"{data['agent_id']}:{data['id']}"]
                 for data in self.search["population"]]
 
     def _sync_population(self, paths):
