@@ -78,11 +78,11 @@ def vit_forward_flops(
 ):
     """Count the FLOPs of one ViT forward pass at batch size 1.
 
-    A multiply-add counts as 2 FLOPs. Counted: the patch convolution with its bias, the
-    position-embedding addition, per encoder block the two LayerNorms, the query, key, value
-    and output projections, the attention scores, their scaling and softmax, the weighted
-    sum of values, the MLP with its GELU and both residual additions, then the final
-    LayerNorm over all tokens and the head.
+    A multiply-add counts as 2 FLOPs. The count covers the patch convolution with its bias
+    and the position-embedding addition. Per encoder block it covers the two LayerNorms, the
+    query, key, value and output projections, the attention scores with their scaling and
+    softmax, the weighted sum of values, the MLP with its GELU and both residual additions.
+    Then come the final LayerNorm over all tokens and the head.
 
     Args:
         image_size: int or (height, width) in pixels.

@@ -9,7 +9,7 @@ the last generation of a cycle the best path is evaluated on the test split, loc
 published. The next cycle reloads the whole system.
 
 The search state (population, offspring counts, cycle and generation counters, id
-counters, random generator) is part of `get_state()`, so keras-tuner's `oracle.json` holds
+counters, random generator) is part of `get_state()`, so keras-tuner's `oracle.json` contains
 it, and it is also written into every store state. A rerun resumes from whichever of the
 two is newer, so a search killed at any moment continues without repeating a finished trial
 or reusing an id.
