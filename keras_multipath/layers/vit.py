@@ -52,10 +52,9 @@ def _check_positive(**values):
 
 def layer_norm(x, gamma, beta, epsilon):
     """Normalize `x` over its last axis, then scale by `gamma` and shift by `beta`."""
-    x = ops.convert_to_tensor(x)
-    mean = ops.mean(x, axis=-1, keepdims=True)
-    variance = ops.var(x, axis=-1, keepdims=True)
-    return (x - mean) * ops.rsqrt(variance + epsilon) * gamma + beta
+    # `ops.layer_normalization` runs torch's fused kernel on the torch backend, which trains
+    # about 1.2 times faster there than mean and variance written out with `ops`.
+    return ops.layer_normalization(ops.convert_to_tensor(x), gamma, beta, epsilon=epsilon)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -450,18 +449,31 @@ class EncoderBlock(keras.layers.Layer):
         self.mlp_dense_2_bias = add("mlp_dense_2_bias", (d,), tiny_normal)
 
     def _attention(self, x):
-        query = ops.einsum("btd,dnh->btnh", x, self.query_kernel) + self.query_bias
-        key = ops.einsum("btd,dnh->btnh", x, self.key_kernel) + self.key_bias
-        value = ops.einsum("btd,dnh->btnh", x, self.value_kernel) + self.value_bias
-        head_dim = self.hidden_dim // self.num_heads
-        query = query * ops.cast(1.0 / math.sqrt(head_dim), query.dtype)
-        scores = ops.einsum("bqnh,bknh->bnqk", query, key)
-        probabilities = ops.softmax(scores, axis=-1)
-        context = ops.einsum("bnqk,bknh->bqnh", probabilities, value)
-        return (
-            ops.einsum("bqnh,nhd->bqd", context, self.attention_output_kernel)
-            + self.attention_output_bias
-        )
+        # The projections run as 2-D matmuls on the kernels reshaped to (D, N * Hd). With
+        # torch, `ops.dot_product_attention` (torch's fused kernel) trains this block about
+        # 1.5 times faster than einsums; with TensorFlow and JAX it is slower on CPU than the
+        # einsums, which XLA fuses (measured with benchmarks/step_time.py).
+        d, n = self.hidden_dim, self.num_heads
+        head_dim = d // n
+        batch, length = ops.shape(x)[0], ops.shape(x)[1]
+
+        def project(kernel, bias):
+            flat = ops.matmul(x, ops.reshape(kernel, (d, d))) + ops.reshape(bias, (d,))
+            return ops.reshape(flat, (batch, length, n, head_dim))
+
+        query = project(self.query_kernel, self.query_bias)
+        key = project(self.key_kernel, self.key_bias)
+        value = project(self.value_kernel, self.value_bias)
+        scale = 1.0 / math.sqrt(head_dim)
+        if keras.backend.backend() == "torch":
+            context = ops.dot_product_attention(query, key, value, scale=scale)
+        else:
+            scores = ops.einsum("bqnh,bknh->bnqk", query * ops.cast(scale, query.dtype), key)
+            probabilities = ops.softmax(scores, axis=-1)
+            context = ops.einsum("bnqk,bknh->bqnh", probabilities, value)
+        context = ops.reshape(context, (batch, length, d))
+        output_kernel = ops.reshape(self.attention_output_kernel, (d, d))
+        return ops.matmul(context, output_kernel) + self.attention_output_bias
 
     def _mlp(self, x):
         hidden = ops.matmul(x, self.mlp_dense_1_kernel) + self.mlp_dense_1_bias
