@@ -36,7 +36,12 @@ class MultipathMixture(keras.layers.Layer):
     """
 
     def _check_shapes(self, path_shapes, weights_shape):
-        if not isinstance(path_shapes, (list, tuple)) or len(path_shapes) < 2:
+        # One stacked tensor (B, n, C) arrives here as a flat shape tuple of ints.
+        if (
+            not isinstance(path_shapes, (list, tuple))
+            or len(path_shapes) < 2
+            or not all(isinstance(shape, (list, tuple)) for shape in path_shapes)
+        ):
             raise ValueError(
                 "Expected `path_logits` to be a list of at least 2 tensors of shape (B, C). "
                 f"Received shapes: {path_shapes}"

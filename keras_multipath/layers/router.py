@@ -1,12 +1,17 @@
 """The per-sample router of a multipath model."""
 
 import math
+import numbers
 
 import keras
 import numpy as np
 from keras import ops
 
 from keras_multipath.layers.vit import layer_norm
+
+
+def _is_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 @keras.saving.register_keras_serializable(package="keras_multipath")
@@ -44,16 +49,19 @@ class MultipathRouter(keras.layers.Layer):
 
     def __init__(self, num_paths, main_path_weight=0.8, lr_mult=0.05, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(num_paths, int) or isinstance(num_paths, bool) or num_paths < 2:
+        if not isinstance(num_paths, numbers.Integral) or isinstance(num_paths, bool) or num_paths < 2:
             raise ValueError(f"Expected `num_paths` to be an int >= 2. Received: num_paths={num_paths!r}")
-        if not 0 < main_path_weight < 1:
+        if not _is_real(main_path_weight) or not 0 < main_path_weight < 1:
             raise ValueError(
                 "Expected 0 < `main_path_weight` < 1. "
                 f"Received: main_path_weight={main_path_weight!r}"
             )
-        if not lr_mult > 0:
-            raise ValueError(f"Expected `lr_mult` > 0. Received: lr_mult={lr_mult!r}")
-        self.num_paths = num_paths
+        # An infinite multiplier would turn the forward value `w + lr_mult * 0` into NaN.
+        if not _is_real(lr_mult) or not 0 < lr_mult < math.inf:
+            raise ValueError(
+                f"Expected `lr_mult` to be a finite number > 0. Received: lr_mult={lr_mult!r}"
+            )
+        self.num_paths = int(num_paths)
         self.main_path_weight = float(main_path_weight)
         self.lr_mult = float(lr_mult)
         self.layer_norm_epsilon = 1e-6

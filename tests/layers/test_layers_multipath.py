@@ -45,12 +45,25 @@ def test_router_initial_bias():
         (dict(num_paths=2, main_path_weight=1.0), "Received: main_path_weight=1.0"),
         (dict(num_paths=2, main_path_weight=0), "Received: main_path_weight=0"),
         (dict(num_paths=2, lr_mult=0.0), "Received: lr_mult=0.0"),
+        (dict(num_paths=2, main_path_weight="0.8"), "Received: main_path_weight='0.8'"),
+        (dict(num_paths=2, main_path_weight=None), "Received: main_path_weight=None"),
+        (dict(num_paths=2, lr_mult="x"), "Received: lr_mult='x'"),
+        (dict(num_paths=2, lr_mult=float("inf")), "Received: lr_mult=inf"),
     ],
 )
 def test_router_rejects_invalid_arguments(kwargs, message):
     with pytest.raises(ValueError, match="Expected") as info:
         layers.MultipathRouter(**kwargs)
     assert message in str(info.value)
+
+
+def test_router_accepts_numpy_int_num_paths():
+    router = layers.MultipathRouter(np.int64(3))
+
+    assert type(router.get_config()["num_paths"]) is int
+    np.testing.assert_allclose(
+        to_numpy(router(np.ones((1, 4), "float32"))), [[0.8, 0.1, 0.1]], atol=1e-7
+    )
 
 
 def test_connector_rejects_zero_classes():
@@ -62,6 +75,13 @@ def test_mixture_rejects_mismatched_weights():
     logits = [keras.Input((3,)), keras.Input((3,))]
     with pytest.raises(ValueError, match="one weight per path"):
         layers.MultipathMixture()(logits, keras.Input((3,)))
+
+
+def test_mixture_rejects_one_stacked_tensor():
+    stacked = np.ones((2, 2, 3), "float32")
+    with pytest.raises(ValueError, match="a list of at least 2 tensors") as info:
+        layers.MultipathMixture()(stacked, np.ones((2, 2), "float32"))
+    assert "(2, 2, 3)" in str(info.value)
 
 
 def test_mixture_value_is_weighted_sum():
