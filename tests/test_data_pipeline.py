@@ -234,6 +234,12 @@ def test_pipeline_errors():
         make_dataset(task, "train", 4, seed=None)
     with pytest.raises(ValueError, match="Unknown split 'valid'"):
         make_dataset(task, "valid", 4)
+    with pytest.raises(TypeError, match="Received: task='toy' of type str"):
+        make_dataset("toy", "train", 4)
+    with pytest.raises(ValueError, match="has 40 examples, fewer than batch_size=41") as info:
+        make_dataset(task, "train", 41, repeat=False)
+    assert "drop_remainder=False" in str(info.value)
+    assert len(list(make_dataset(task, "train", 41, repeat=False, drop_remainder=False))) == 1
 
 
 @tf_only

@@ -147,6 +147,9 @@ def test_from_arrays_value_range():
     assert images.min() == 0 and images.max() == 255
     with pytest.raises(ValueError, match=r"dtype float64; pass value_range=\(low, high\)"):
         from_arrays("toy", x, np.arange(20) % 2)
+    x[3, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="contain 1 NaN or infinite values"):
+        from_arrays("toy", x, np.arange(20) % 2, value_range=(0, 1))
 
 
 def test_from_arrays_rejects_labels_outside_range():
@@ -234,3 +237,17 @@ def test_image_folder_errors(tmp_path):
         from_image_folder(str(tmp_path))
     with pytest.raises(ValueError, match="Expected channels 1 or 3"):
         from_image_folder(str(tmp_path), channels=4)
+    (tmp_path / "file.png").write_bytes(b"")
+    with pytest.raises(NotADirectoryError, match="file.png' is a file"):
+        from_image_folder(str(tmp_path / "file.png"))
+
+
+def test_image_folder_rejects_empty_class(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((4, 4, 3), i, np.uint8)).save(tmp_path / "a" / f"{i}.png")
+
+    with pytest.raises(ValueError, match=r"Class folders \['b'\] of image folder") as info:
+        from_image_folder(str(tmp_path))
+    assert "Add images or remove the folders" in str(info.value)

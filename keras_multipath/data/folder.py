@@ -65,12 +65,19 @@ def from_image_folder(root, name=None, channels=3, validation_fraction=0.1, test
 
     Raises:
         FileNotFoundError: when `root` does not exist.
-        ValueError: when a folder contains no images or a split ends up empty.
+        NotADirectoryError: when `root` is a file.
+        ValueError: when a folder contains no images, a class folder has no image in any
+            split, or a split ends up empty.
     """
     if channels not in (1, 3):
         raise ValueError(f"Expected channels 1 or 3. Received: channels={channels!r}")
-    if not os.path.isdir(root):
+    if not os.path.exists(root):
         raise FileNotFoundError(f"Image folder '{root}' does not exist.")
+    if not os.path.isdir(root):
+        raise NotADirectoryError(
+            f"Image folder '{root}' is a file. Pass a folder with one sub-folder of images per "
+            f"class."
+        )
     name = name or f"folder:{root}"
 
     split_dirs = {
@@ -102,6 +109,12 @@ def from_image_folder(root, name=None, channels=3, validation_fraction=0.1, test
                 f"{IMAGE_EXTENSIONS}."
             )
         split_examples[split] = (np.asarray(paths), np.asarray(labels, np.int64))
+    empty_classes = [c for c in class_names if not any(files.get(c) for files in split_files.values())]
+    if empty_classes:
+        raise ValueError(
+            f"Class folders {empty_classes} of image folder '{root}' contain no images with "
+            f"extensions {IMAGE_EXTENSIONS}. Add images or remove the folders."
+        )
 
     paths, labels = split_examples["train"]
     if "test" not in split_examples:

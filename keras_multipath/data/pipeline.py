@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_multipath.data.augment import preprocess_image, resolve_ds_hparams
+from keras_multipath.data.task import Task
 
 MAX_VALIDATION_EXAMPLES = 10_000
 # Streamed splits (TFDS, image folders) that are not cached shuffle through a buffer of this
@@ -114,6 +115,11 @@ def make_dataset(task, split, batch_size, image_sizes=None, ds_hparams=None, tra
     >>> images["16"].shape, labels.shape
     (TensorShape([32, 16, 16, 3]), TensorShape([32]))
     """
+    if not isinstance(task, Task):
+        raise TypeError(
+            f"Expected a Task; build one with get_task(name), from_arrays or "
+            f"from_image_folder. Received: task={task!r} of type {type(task).__name__}"
+        )
     if split not in task.splits:
         raise ValueError(f"Unknown split '{split}'. Known splits: {list(task.splits)}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
@@ -131,6 +137,12 @@ def make_dataset(task, split, batch_size, image_sizes=None, ds_hparams=None, tra
     if validation_subset:
         num_examples, batch_size, _ = validation_batching(num_examples, batch_size, max_validation_examples)
         drop_remainder = True
+    elif drop_remainder and not repeat and num_examples < batch_size:
+        raise ValueError(
+            f"Split '{split}' of task '{task.name}' has {num_examples} examples, fewer than "
+            f"batch_size={batch_size}, so dropping the last partial batch leaves no batch. "
+            f"Pass a smaller batch_size, repeat=True or drop_remainder=False."
+        )
 
     dataset = _examples(task, split, num_examples, training, seed, shuffle_buffer, cache, validation_subset)
     if repeat and not validation_subset:

@@ -269,6 +269,12 @@ def to_uint8(images, value_range, where):
             )
         return images
     low, high = (float(v) for v in value_range)
+    # NaN fails every comparison, so the range check below would let it through.
+    if images.dtype.kind in "fc" and not np.all(np.isfinite(images)):
+        raise ValueError(
+            f"Images in {where} contain {np.size(images) - np.count_nonzero(np.isfinite(images))} "
+            f"NaN or infinite values. Replace them before building the task."
+        )
     if not high > low:
         raise ValueError(f"Expected value_range with low < high. Received: {value_range}")
     if images.size and (images.min() < low or images.max() > high):
