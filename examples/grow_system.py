@@ -39,7 +39,9 @@ flags.DEFINE_list("agent_kinds", ["singlepath", "multipath"],
 flags.DEFINE_integer("cycles", 2, "Cycles each agent runs in this invocation.")
 flags.DEFINE_integer("candidates", 2, "Candidates (trials) per cycle.")
 flags.DEFINE_string("config", "cpu", "Agent configuration: cpu, VitT3, VitB or Vit.")
-flags.DEFINE_string("variant", "micro/4", "ViT variant of the random root model.")
+flags.DEFINE_string("variant", None,
+                    "ViT variant of the random root model, e.g. tiny/4 (default: the "
+                    "configuration's, micro/4 for cpu).")
 flags.DEFINE_integer("train_examples", 2000,
                      "Training examples between two validations; a candidate trains for 4 "
                      "times this many examples.")
@@ -63,11 +65,12 @@ def _agent_command(task, kind):
         sys.executable, "-m", "keras_multipath", f"--backend={os.environ['KERAS_BACKEND']}",
         "run", f"--store={FLAGS.store}", f"--work_dir={FLAGS.work_dir}", f"--task={task}",
         f"--kind={kind}", f"--cycles={FLAGS.cycles}", f"--candidates={FLAGS.candidates}",
-        f"--config={FLAGS.config}", f"--variant={FLAGS.variant}",
-        f"--train_examples={FLAGS.train_examples}",
+        f"--config={FLAGS.config}", f"--train_examples={FLAGS.train_examples}",
         f"--validation_examples={FLAGS.validation_examples}", f"--seed={FLAGS.seed}",
         "--verbose=2", "--no_progress",
     ]
+    if FLAGS.variant:
+        command.append(f"--variant={FLAGS.variant}")
     if task.startswith("tfds:") and FLAGS.tfds_data_dir:
         command.append(f"--data_dir={FLAGS.tfds_data_dir}")
     return command

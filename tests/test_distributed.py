@@ -16,9 +16,9 @@ from keras_multipath.system import Store
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT_SECONDS = 420
 
-# Three processes that each import Keras take 1.5-3 minutes on 2 shared cores. So the
-# default run covers the gRPC protocol on one backend, and `-m slow` runs the others.
-pytestmark = [] if keras.backend.backend() == "jax" else [pytest.mark.slow]
+# Three processes that each import Keras take 1.5-4 minutes on 2 shared cores, so the test
+# runs with the slow tests (`scripts/test.sh -m slow`).
+pytestmark = pytest.mark.slow
 
 
 def free_port():
