@@ -379,6 +379,8 @@ def test_leaderboard_ranks_registered_kinds(tmp_path):
     assert best_path(store, "digits", kinds=("singlepath", "mine")).key == "mine~digits:0"
     with pytest.raises(ValueError, match=r"task 'digit'. Tasks on the leaderboard: \['digits', 'other_a'\]"):
         board.best_path("digit")
+    with pytest.raises(TypeError, match=r"e\.g\. \['mine'\]\. Received: kinds='mine'"):
+        Leaderboard(store, kinds="mine")
 
 
 def test_unloadable_subpath_gets_new_connector(store):

@@ -59,6 +59,11 @@ class Leaderboard:
     """
 
     def __init__(self, store, kinds=DEFAULT_KINDS):
+        if isinstance(kinds, str):
+            raise TypeError(
+                f"Expected `kinds` to be a list of agent kinds, e.g. [{kinds!r}]. "
+                f"Received: kinds={kinds!r}"
+            )
         self.store = store
         self._kinds = []
         for kind in kinds:

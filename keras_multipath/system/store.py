@@ -143,12 +143,25 @@ class Store:
     def list_agents(self):
         """Return the sorted ids of agents that have a namespace folder in the store."""
         agents = []
-        for entry in self.filesystem.listdir(self.root):
+        for entry in self._listdir(self.root):
             try:
                 agents.append(names.validate_agent_id(entry))
             except ValueError:
                 logging.warning("Store %s: ignoring %r, which is not an agent id.", self.root, entry)
         return agents
+
+    def _not_a_folder_error(self, folder):
+        return StoreError(
+            f"Store folder {folder!r} is not a folder: it or a folder above it is a file. "
+            f"Pass a store root that is a folder (a missing one is created on the first "
+            f"publish), or remove the file. Store root: {self.root!r}."
+        )
+
+    def _listdir(self, folder):
+        try:
+            return self.filesystem.listdir(folder)
+        except NotADirectoryError as error:
+            raise self._not_a_folder_error(folder) from error
 
     def list_states(self, agent_id, include_intermediate=True):
         """Return ``(cycle, generation)`` of every complete state of `agent_id`, oldest first.
@@ -157,7 +170,7 @@ class Store:
         """
         folder = self.agent_dir(agent_id)
         states = []
-        for entry in self.filesystem.listdir(folder):
+        for entry in self._listdir(folder):
             counters = parse_state_name(entry)
             if counters is None or (counters[1] > 0 and not include_intermediate):
                 continue
@@ -230,6 +243,11 @@ class Store:
         """
         from keras_multipath.system.system import System  # System imports this module.
 
+        if isinstance(kinds, str):
+            raise TypeError(
+                f"Expected `kinds` to be a list of agent kinds, e.g. [{kinds!r}]. "
+                f"Received: kinds={kinds!r}"
+            )
         if kinds is not None:
             kinds = set(kinds)
         if running_agent_id is not None:
@@ -479,7 +497,10 @@ class Store:
         name = self._check_counters(state)
         fs = self.filesystem
         agent_folder = self.agent_dir(agent_id)
-        fs.makedirs(agent_folder)
+        try:
+            fs.makedirs(agent_folder)
+        except NotADirectoryError as error:
+            raise self._not_a_folder_error(agent_folder) from error
         self._remove_leftovers(agent_id)
 
         index, shards, to_write = self._plan_index(state, components)
@@ -585,7 +606,7 @@ class Store:
 
     def _remove_intermediate_states(self, agent_id, before):
         folder = self.agent_dir(agent_id)
-        for entry in self.filesystem.listdir(folder):
+        for entry in self._listdir(folder):
             counters = parse_state_name(entry)
             if counters is None or counters[1] == 0 or counters >= before:
                 continue

@@ -19,6 +19,7 @@ from keras_multipath.system import (  # noqa: E402
     LocalFileSystem,
     Path,
     Store,
+    StoreError,
     make_agent_id,
     parse_key,
     validate_agent_id,
@@ -186,6 +187,29 @@ def test_kinds_filter_and_running_agent(tmp_path):
     multipath_view = store.load_system(kinds=["singlepath"], running_agent_id="multipath~mnist")
     assert multipath_view.published["multipath~mnist"] == [path.key]
     assert len(multipath_view.published) == 4
+
+
+def test_kinds_string_rejected(tmp_path):
+    store, _, _, _ = _two_agent_store(str(tmp_path))
+
+    with pytest.raises(TypeError, match=r"e\.g\. \['singlepath'\]\. Received: kinds='singlepath'"):
+        store.load_system(kinds="singlepath")
+
+
+def test_root_that_is_a_file_rejected(tmp_path):
+    root = tmp_path / "store"
+    root.write_text("not a folder")
+    store = Store(str(root))
+    state = AgentState(MNIST)
+    state.cycle = 1
+
+    with pytest.raises(StoreError, match="it or a folder above it is a file") as info:
+        store.load_system()
+    assert f"Store root: '{root}'" in str(info.value)
+    with pytest.raises(StoreError, match="it or a folder above it is a file") as info:
+        store.publish(state)
+    assert f"Store folder '{root / MNIST}'" in str(info.value)
+    assert root.read_text() == "not a folder"
 
 
 def test_orphan_parent_falls_back_to_root(tmp_path):
