@@ -145,6 +145,24 @@ def first_search(tmp_path_factory):
     return directory, store, oracle
 
 
+def test_assembler_outlives_system_reload(tmp_path, tiny_task):
+    oracle = make_oracle(tmp_path, task_name="tiny")
+    tuner = PathTuner(oracle, tiny_task, directory=str(tmp_path), project_name="reload")
+    assembler = tuner.assembler
+    before = assembler.path_layers(oracle.system.root_path)
+    first_system = oracle.system
+
+    # The oracle drops its system at the end of a cycle and reloads it from the store.
+    oracle._system = None
+    assert oracle.system is not first_system
+    assert tuner.assembler is assembler
+    assert assembler.system is oracle.system
+    after = assembler.path_layers(oracle.system.root_path)
+    assert list(after) == list(before)
+    for name, layer in before.items():
+        assert after[name] is layer, name
+
+
 def test_cycle_beats_root_plus_head(first_search):
     _, store, oracle = first_search
     state = store.read_state(oracle.agent_id)

@@ -133,10 +133,18 @@ class PathTuner(base_tuner.BaseTuner):
 
     @property
     def assembler(self):
-        """The `Assembler` of the current cycle; a new cycle gets a new one (and new system)."""
+        """The process's one `Assembler`, pointed at the oracle's current system.
+
+        The oracle reloads the system at every cycle start. The assembler and its layer cache
+        outlive that reload, so a component keeps one layer object for the whole process; a
+        cached layer whose component has been published since is frozen by
+        `Assembler.layer`.
+        """
         system = self.oracle.system
-        if self._assembler is None or self._assembler.system is not system:
+        if self._assembler is None:
             self._assembler = Assembler(self.store, system)
+        elif self._assembler.system is not system:
+            self._assembler.system = system
         return self._assembler
 
     def _new_layer(self, entry, image_size, num_classes):
