@@ -152,6 +152,32 @@ def test_from_arrays_value_range():
         from_arrays("toy", x, np.arange(20) % 2, value_range=(0, 1))
 
 
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(seed="1"), "Expected an integer seed. Received: seed='1'"),
+        (dict(seed=None), "Expected an integer seed. Received: seed=None"),
+        (dict(validation_fraction=1.5), "Expected 0 < validation_fraction < 1. Received: validation_fraction=1.5"),
+        (dict(test_fraction=0), "Expected 0 < test_fraction < 1. Received: test_fraction=0"),
+    ],
+)
+def test_carving_rejects_bad_arguments(tmp_path, kwargs, message):
+    x = np.zeros((20, 4, 4), np.uint8)
+    (tmp_path / "a").mkdir()
+    Image.fromarray(x[0]).save(tmp_path / "a" / "0.png")
+
+    with pytest.raises(ValueError, match="Expected") as info:
+        from_arrays("toy", x, np.arange(20) % 2, **kwargs)
+    assert message in str(info.value)
+    with pytest.raises(ValueError, match="Expected") as info:
+        from_image_folder(str(tmp_path), **kwargs)
+    assert message in str(info.value)
+    if "seed" in kwargs:
+        with pytest.raises(ValueError, match="Expected") as info:
+            get_task("digits", **kwargs)
+        assert message in str(info.value)
+
+
 def test_from_arrays_rejects_labels_outside_range():
     x = np.zeros((10, 4, 4), np.uint8)
     with pytest.raises(ValueError, match=r"must lie in \[0, 3\); found 1 outside, e.g. 7"):

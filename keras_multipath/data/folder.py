@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from keras_multipath.data.task import Task, TaskSplit, stratified_split
+from keras_multipath.data.task import Task, TaskSplit, check_carving_args, stratified_split
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 SPLIT_FOLDERS = {"train": "train", "validation": "validation", "val": "validation", "test": "test"}
@@ -71,6 +71,7 @@ def from_image_folder(root, name=None, channels=3, validation_fraction=0.1, test
     """
     if channels not in (1, 3):
         raise ValueError(f"Expected channels 1 or 3. Received: channels={channels!r}")
+    check_carving_args(validation_fraction, test_fraction, seed)
     if not os.path.exists(root):
         raise FileNotFoundError(f"Image folder '{root}' does not exist.")
     if not os.path.isdir(root):

@@ -11,6 +11,7 @@ this package reads it to select a model.
 """
 
 import dataclasses
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -286,6 +287,15 @@ def to_uint8(images, value_range, where):
     return np.rint(scaled).astype(np.uint8)
 
 
+def check_carving_args(validation_fraction, test_fraction, seed):
+    """Raise ValueError unless both fractions lie in (0, 1) and `seed` is an integer."""
+    for name, fraction in (("validation_fraction", validation_fraction), ("test_fraction", test_fraction)):
+        if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 < fraction < 1:
+            raise ValueError(f"Expected 0 < {name} < 1. Received: {name}={fraction!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"Expected an integer seed. Received: seed={seed!r}")
+
+
 def stratified_split(labels, fraction, seed):
     """Split example indices into (remaining, carved) with `fraction` of each class carved out.
 
@@ -299,6 +309,8 @@ def stratified_split(labels, fraction, seed):
     labels = np.asarray(labels)
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"Expected 0 < fraction < 1. Received: fraction={fraction}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"Expected an integer seed. Received: seed={seed!r}")
     total = int(round(fraction * labels.size))
     if labels.size >= 2:
         total = min(max(total, 1), labels.size - 1)
@@ -333,6 +345,7 @@ def carve_splits(images, labels, validation=None, test=None, validation_fraction
     Returns:
         dict from split name to `(images, labels)`.
     """
+    check_carving_args(validation_fraction, test_fraction, seed)
     num_validation = int(round(validation_fraction * len(labels)))
     if test is None:
         remaining, carved = stratified_split(labels, test_fraction, seed)
