@@ -763,11 +763,22 @@ class Store:
                     f"state.oracle_state and state.config of agent {state.agent_id!r} must be "
                     f"JSON-able: {error}"
                 ) from error
+        history = [path.to_json() for path in state.history]
+        # Checked before anything is written, so a bad value leaves no partial state folder.
+        for record in paths + history:
+            try:
+                json.dumps(record, allow_nan=True)
+            except (TypeError, ValueError) as error:
+                raise ValueError(
+                    f"Path '{record['agent_id']}:{record['id']}' of agent {state.agent_id!r} "
+                    f"has hparams or metrics that are not JSON-able ({error}). Convert numpy "
+                    f"values with float() or int(), and sets to lists."
+                ) from error
         return {
             STATE_FILE: state_document,
             PATHS_FILE: {"paths": paths},
             COMPONENTS_FILE: {"components": records, "shards": {}},
-            HISTORY_FILE: {"paths": [path.to_json() for path in state.history]},
+            HISTORY_FILE: {"paths": history},
         }
 
 

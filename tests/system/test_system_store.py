@@ -212,6 +212,22 @@ def test_root_that_is_a_file_rejected(tmp_path):
     assert root.read_text() == "not a folder"
 
 
+def test_publish_rejects_numpy_metrics(tmp_path):
+    store = Store(str(tmp_path))
+    publish_path(store, store.resume(MNIST), "mnist", cycle=1)
+    state = store.resume(MNIST)
+    path = Path(MNIST, "mnist", state.new_path_id(), metrics={"quality": np.float32(0.5)})
+    state.add_path(path)
+    state.published = [path.key]
+    state.cycle = 2
+
+    with pytest.raises(ValueError, match="Path 'singlepath~mnist:1' of agent 'singlepath~mnist'") as info:
+        store.publish(state)
+    assert "float32 is not JSON serializable" in str(info.value)
+    assert sorted(os.listdir(tmp_path / MNIST)) == ["state_1_0"]
+    assert store.resume(MNIST).cycle == 1
+
+
 def test_orphan_parent_falls_back_to_root(tmp_path):
     store, root_path, mnist_path, cifar_path = _two_agent_store(str(tmp_path))
     # mnist publishes a new best; its old path, the parent of the cifar10 path, is retired.
