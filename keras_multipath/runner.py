@@ -7,7 +7,8 @@ its latest state for `cycles` more cycles, and returns the paths the agent publi
 The keras-tuner project of the agent (oracle and trial folders, TensorBoard logs, and the
 `trials.jsonl` record of every trial's score) lives in ``<work_dir>/<agent id>/``. The work
 folder defaults to ``<store>-trials`` beside the store, because the store root may contain
-agent namespaces only.
+agent namespaces only. NOTE: `trials.jsonl` is written with `open`, so the work folder must
+be a local or mounted folder even when the store is a ``gs://`` URL.
 
 Multi-machine search: when ``KERASTUNER_ORACLE_IP``, ``KERASTUNER_ORACLE_PORT`` and
 ``KERASTUNER_TUNER_ID`` are set, keras-tuner runs the oracle in the process whose tuner id
