@@ -639,13 +639,17 @@ def make_vit_components(variant, image_size, num_classes, num_layers=None, name_
     return components
 
 
-def apply_vit_components(components, images):
+def apply_vit_components(components, images, cache=None):
     """Run images through the layers of one ViT path.
 
     Args:
         components: a dict as returned by `make_vit_components`; blocks run in the order
             `encoderblock_0`, `encoderblock_1`, ...
         images: a tensor of shape (B, H, W, 3), values in [-1, 1].
+        cache: optional dict shared by the calls that build one functional model. A layer
+            whose inputs come from the same `images` through the same chain of layer
+            objects is applied once, so paths that share a prefix of components compute it
+            once. Use a new dict for every model.
 
     Returns:
         Logits (B, num_classes) when `components` has a `head`, else the class-token
@@ -662,12 +666,23 @@ def apply_vit_components(components, images):
         key=lambda name: int(name.split("_")[-1]),
     )
 
-    x = components["embedding"](images)
-    x = components["cls"](x)
-    x = components["posembed_input"](x)
-    for name in blocks:
-        x = components[name](x)
-    x = components["encoder_norm"](x)
+    order = ["embedding", "cls", "posembed_input", *blocks, "encoder_norm"]
     if "head" in components:
-        x = components["head"](x)
+        order.append("head")
+    if cache is None:
+        x = images
+        for name in order:
+            x = components[name](x)
+        return x
+
+    # Keys hold object ids, so the cache keeps `images` alive to keep its id unique.
+    cache.setdefault(("images", id(images)), images)
+    chain = (id(images),)
+    x = images
+    for name in order:
+        layer = components[name]
+        chain = chain + (id(layer),)
+        if chain not in cache:
+            cache[chain] = layer(x)
+        x = cache[chain]
     return x

@@ -241,9 +241,10 @@ class Assembler:
             layers[component.name] = self.layer(key)
         return layers
 
-    def apply_path(self, path, images):
+    def apply_path(self, path, images, cache=None):
         """Apply `path`'s ViT components to `images`; return logits, or the representation
-        (B, D) for a headless path."""
+        (B, D) for a headless path. `cache` is passed to `apply_vit_components`, so paths
+        applied with one cache compute their shared prefix once."""
         layers = self.path_layers(path)
         unknown = [n for n in layers
                    if n not in _VIT_FIXED_NAMES and not n.startswith("encoderblock_")]
@@ -253,7 +254,7 @@ class Assembler:
                 f"build its model from Assembler.layer() and Assembler.apply_path of its "
                 f"sub-paths."
             )
-        return apply_vit_components(layers, images)
+        return apply_vit_components(layers, images, cache=cache)
 
     def make_inputs(self, paths):
         """Return {resolution key: keras.Input} for the image sizes of `paths`."""
@@ -292,9 +293,12 @@ class Assembler:
             raise ValueError("Expected at least one path. Received an empty list.")
         inputs = self.make_inputs(path_list)
         outputs = []
+        prefix_cache = {}
         for path in path_list:
             shape = image_shape_of(self.system, path)
-            outputs.append(self.apply_path(path, inputs[resolution_key(shape)]))
+            outputs.append(
+                self.apply_path(path, inputs[resolution_key(shape)], cache=prefix_cache)
+            )
         if name is None:
             name = _model_name(path_list[0].key if single else f"{len(path_list)}_paths")
         if single:

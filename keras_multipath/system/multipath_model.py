@@ -161,6 +161,9 @@ def build_multipath_graph(assembler, paths, router, connectors, name="multipath"
         )
     inputs = assembler.make_inputs(paths)
     logits = []
+    # Subpaths that share a prefix of frozen components (children of one root) compute it
+    # once per resolution.
+    prefix_cache = {}
     for index, path in enumerate(paths):
         images = inputs[resolution_key(image_shape_of(assembler.system, path))]
         layers = assembler.path_layers(path)
@@ -170,7 +173,7 @@ def build_multipath_graph(assembler, paths, router, connectors, name="multipath"
                 f"Subpath {index} ({path.key!r}) {'has' if has_head else 'has no'} head; the "
                 f"main path (index 0) needs its head and the other paths must be headless."
             )
-        output = apply_vit_components(layers, images)
+        output = apply_vit_components(layers, images, cache=prefix_cache)
         logits.append(output if index == 0 else connectors[index - 1](output))
     weights = router(logits[0])
     mixed = MultipathMixture(name=f"{name}_mixture")(logits, weights)
