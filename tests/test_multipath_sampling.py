@@ -155,6 +155,23 @@ def test_config_rejects_bad_pattern():
         multipath_config(get_agent_config("cpu"), secondary_exclude_pattern="(")
 
 
+@pytest.mark.parametrize(
+    "grids, message",
+    [
+        (dict(num_paths=(1, 2)), "'num_paths' to be an int >= 2. Received: num_paths=1"),
+        (dict(router_lr_mult=(0.0, 0.05)), "Received: router_lr_mult=0.0"),
+        (dict(router_init_main_path_weight=(0.8, 1.0)), "Received: router_init_main_path_weight=1.0"),
+    ],
+)
+def test_config_rejects_bad_router_values(grids, message):
+    base = get_agent_config("cpu")
+    config = multipath_config(base)
+
+    with pytest.raises(ValueError, match="Expected the default and every grid value") as info:
+        multipath_config(base, hparams_grids=dict(config.hparams_grids, **grids))
+    assert message in str(info.value)
+
+
 def test_missing_main_path_error(store):
     # The store has singlepath models of other tasks, but none of mnist.
     with pytest.raises(MissingMainPathError, match="Run the singlepath agent for task 'mnist' first"):

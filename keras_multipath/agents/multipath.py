@@ -26,6 +26,8 @@ its candidates with the same protocol.
 import copy
 import dataclasses
 import json
+import math
+import numbers
 import re
 
 from absl import logging
@@ -62,6 +64,22 @@ MULTIPATH_METRICS = ("trained_params", "activated_params", "trained_fraction")
 ROUTER_WEIGHT_METRIC_PREFIX = "router_weight_mean_"
 
 
+def _is_number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+_ROUTER_HPARAM_RULES = {
+    "num_paths": (
+        "an int >= 2",
+        lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 2,
+    ),
+    "router_lr_mult": ("a finite number > 0", lambda v: _is_number(v) and 0 < v < math.inf),
+    "router_init_main_path_weight": (
+        "a number strictly between 0 and 1", lambda v: _is_number(v) and 0 < v < 1
+    ),
+}
+
+
 @dataclasses.dataclass
 class MultipathConfig(AgentConfig):
     """Settings of a multipath agent: an `AgentConfig` plus the secondary-path rule.
@@ -92,6 +110,16 @@ class MultipathConfig(AgentConfig):
                 raise ValueError(
                     f"A multipath config needs a default for {key!r}. Build it with "
                     f"multipath_config(singlepath_config)."
+                )
+        # Checked here, because a mutation to an invalid value would otherwise fail only when
+        # a later trial builds its MultipathRouter.
+        for key, (expected, is_valid) in _ROUTER_HPARAM_RULES.items():
+            values = [self.hparams_defaults[key], *self.hparams_grids.get(key, ())]
+            invalid = [value for value in values if not is_valid(value)]
+            if invalid:
+                raise ValueError(
+                    f"Expected the default and every grid value of {key!r} to be {expected}. "
+                    f"Received: {key}={invalid[0]!r}"
                 )
 
     def excludes(self, agent_id):
