@@ -296,13 +296,18 @@ class PositionEmbedding(keras.layers.Layer):
         """Number of tokens including the class token, 1 + gh * gw."""
         return 1 + self.grid_size[0] * self.grid_size[1]
 
-    def build(self, input_shape):
+    def _check_tokens_shape(self, shape):
         expected = (self.num_tokens, self.hidden_dim)
-        if tuple(input_shape[1:]) != expected:
+        if tuple(shape[1:]) != expected:
             raise ValueError(
                 f"Expected tokens of shape (B, {expected[0]}, {expected[1]}) for "
-                f"grid_size={self.grid_size}. Received: input_shape={input_shape}"
+                f"grid_size={self.grid_size}. Received: input_shape={tuple(shape)}. For images "
+                f"of another size, build the path for that size or use "
+                f"PositionEmbedding.resample(new_grid_size)."
             )
+
+    def build(self, input_shape):
+        self._check_tokens_shape(input_shape)
         self.embeddings = self.add_weight(
             name="embeddings",
             shape=(1, self.num_tokens, self.hidden_dim),
@@ -310,6 +315,10 @@ class PositionEmbedding(keras.layers.Layer):
         )
 
     def call(self, tokens):
+        # Once built, Keras calls `call` directly, so a token count from another image size
+        # would otherwise fail as a bare broadcasting error.
+        if None not in tuple(tokens.shape[1:]):
+            self._check_tokens_shape(tokens.shape)
         return tokens + ops.cast(self.embeddings, tokens.dtype)
 
     def compute_output_shape(self, input_shape):

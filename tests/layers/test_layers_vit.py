@@ -60,6 +60,16 @@ def test_position_embedding_rejects_wrong_token_count():
         layers.PositionEmbedding(2, 8)(np.zeros((1, 17, 8), "float32"))
 
 
+def test_built_path_rejects_other_image_size():
+    components = layers.make_vit_components("micro/4", 16, 10)
+    layers.apply_vit_components(components, np.zeros((1, 16, 16, 3), "float32"))
+
+    with pytest.raises(ValueError, match=r"Expected tokens of shape \(B, 17, 32\)") as info:
+        layers.apply_vit_components(components, np.zeros((1, 32, 32, 3), "float32"))
+    assert "Received: input_shape=(1, 65, 32)" in str(info.value)
+    assert "PositionEmbedding.resample(new_grid_size)" in str(info.value)
+
+
 def _reference_block(block, tokens):
     """Run `tokens` through a block made of stock Keras layers with `block`'s weights."""
     d, n, m = block.hidden_dim, block.num_heads, block.mlp_dim
