@@ -624,8 +624,11 @@ def make_vit_components(variant, image_size, num_classes, num_layers=None, name_
     height, width = _as_pair(image_size, "image_size")
     depth = size["num_layers"] if num_layers is None else num_layers
     _check_positive(num_layers=depth)
-    if not isinstance(num_classes, int) or num_classes < 0:
-        raise ValueError(f"Expected `num_classes` >= 0. Received: num_classes={num_classes!r}")
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 0:
+        raise ValueError(
+            "Expected `num_classes` to be an int >= 0 (0 for a headless path). "
+            f"Received: num_classes={num_classes!r}"
+        )
     d, p = size["hidden_dim"], size["patch_size"]
     if height % p or width % p:
         raise ValueError(

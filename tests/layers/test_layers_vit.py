@@ -250,6 +250,13 @@ def test_count_params_matches_built_components(num_classes, num_layers):
     assert model.output.shape == (None, num_classes or 32)
 
 
+@pytest.mark.parametrize("num_classes", [-1, 2.0, True])
+def test_make_vit_components_rejects_num_classes(num_classes):
+    with pytest.raises(ValueError, match="Expected `num_classes` to be an int >= 0") as info:
+        layers.make_vit_components(SMALL_VIT, 8, num_classes)
+    assert f"Received: num_classes={num_classes!r}" in str(info.value)
+
+
 def test_make_vit_components_names():
     components = layers.make_vit_components(SMALL_VIT, 8, 3, name_prefix="a_")
     assert list(components) == [
