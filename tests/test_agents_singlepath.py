@@ -174,6 +174,8 @@ def test_cycle_beats_root_plus_head(first_search):
     assert 0 < best.metrics["accounted_params"] < best.metrics["num_params"]
     assert 0.0 <= best.metrics["test_quality"] <= 1.0
     assert sorted(oracle.trials) == ["0000", "0001"]
+    # One candidate per generation: the end-of-cycle state keeps both generations' history.
+    assert sorted(path.id for path in state.history) == [0, 1]
 
 
 def test_second_task_reuses_frozen_components(first_search):

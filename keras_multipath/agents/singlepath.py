@@ -529,7 +529,10 @@ class SinglepathOracle(keras_tuner.Oracle):
         search["store_state_name"] = name
         search["new_components"] = {}
         search["component_trials"] = {}
-        search["history"] = []
+        if published is not None:
+            # Intermediate states are deleted by the end-of-cycle publish, so the history
+            # accumulates over the cycle and the end-of-cycle state holds all of it.
+            search["history"] = []
         self._save_rng()
         state.oracle_state = {"search": copy.deepcopy(search)}
         self.store.publish(state, components=new_records, weights=weights)
