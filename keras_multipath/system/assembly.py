@@ -15,6 +15,7 @@ import numpy as np
 from keras_multipath.layers import apply_vit_components, make_vit_components
 from keras_multipath.system import names
 from keras_multipath.system.component import Component
+from keras_multipath.system.path import Path
 
 _VIT_FIXED_NAMES = ("embedding", "cls", "posembed_input", "encoder_norm", "head")
 
@@ -282,6 +283,12 @@ class Assembler:
         """
         single = not isinstance(paths, (list, tuple))
         path_list = [paths] if single else list(paths)
+        for p in path_list:
+            if not isinstance(p, (str, Path)):
+                raise TypeError(
+                    f"Expected a Path, a path key such as 'singlepath~mnist:0', or a list of "
+                    f"them. Received: {p!r} of type {type(p).__name__}"
+                )
         path_list = [self.system.path(p) if isinstance(p, str) else p for p in path_list]
         if single and isinstance(path_list[0].hparams.get("paths"), dict):
             # A multipath path: frozen subpaths mixed by its router (imported here because

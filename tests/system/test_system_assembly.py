@@ -231,6 +231,9 @@ def test_build_model_rejects_non_vit_path(tmp_path):
         assembler.apply_path(path, keras.Input((8, 8, 3)))
     with pytest.raises(ValueError, match="is not built"):
         assembler.create_component("connector_0", keras.layers.Dense(2), state)
+    with pytest.raises(TypeError, match="Expected a Path, a path key") as info:
+        assembler.build_model(None)
+    assert "Received: None of type NoneType" in str(info.value)
 
 
 def test_exported_model_loads_without_store(tmp_path):
