@@ -135,11 +135,23 @@ def _run(args):
     return 0
 
 
-def _leaderboard(args):
-    from keras_multipath import report
+def _existing_store(root):
+    """Return the `Store` at `root`, raising ValueError when the folder does not exist."""
     from keras_multipath.system import Store
 
-    rows = report.leaderboard(Store(args.store).load_system())
+    store = Store(root)
+    if not store.filesystem.exists(store.root):
+        raise ValueError(
+            f"Store folder {str(root)!r} does not exist. Pass --store with the folder of an "
+            f"existing store; `keras-multipath run` creates one."
+        )
+    return store
+
+
+def _leaderboard(args):
+    from keras_multipath import report
+
+    rows = report.leaderboard(_existing_store(args.store).load_system())
     if args.csv:
         import csv
 
@@ -154,6 +166,7 @@ def _leaderboard(args):
 def _report(args):
     from keras_multipath import report
 
+    _existing_store(args.store)
     files = report.write_report(args.store, args.output, work_dir=args.work_dir)
     for kind, filename in files.items():
         print(f"{kind}\t{filename}")
@@ -161,13 +174,13 @@ def _report(args):
 
 
 def _export(args):
-    from keras_multipath.system import Store
     from keras_multipath.system.leaderboard import DEFAULT_KINDS, export_best_model
 
     kinds = DEFAULT_KINDS if args.kind is None else (args.kind,)
+    store = _existing_store(args.store)
     directory = os.path.dirname(os.path.abspath(args.output))
     os.makedirs(directory, exist_ok=True)
-    path, _ = export_best_model(Store(args.store), args.task, args.output, kinds=kinds)
+    path, _ = export_best_model(store, args.task, args.output, kinds=kinds)
     print(f"Exported {path.key} (validation accuracy {path.metrics.get('quality')}) "
           f"to {args.output}")
     return 0

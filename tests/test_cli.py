@@ -55,9 +55,20 @@ def test_backend_flag_after_keras_import(tmp_path, capsys):
 
 
 def test_empty_store_leaderboard(tmp_path, capsys):
+    (tmp_path / "store").mkdir()
     status, out, _ = run_cli(capsys, "leaderboard", "--store", tmp_path / "store")
     assert status == 0
     assert "(no agent has published a path yet)" in out
+
+
+@pytest.mark.parametrize("command", ["leaderboard", "report", "export"])
+def test_missing_store_rejected(tmp_path, capsys, command):
+    extra = {"leaderboard": [], "report": ["--output", tmp_path / "report"],
+             "export": ["--task", "digits", "--output", tmp_path / "x.keras"]}[command]
+    status, _, err = run_cli(capsys, command, "--store", tmp_path / "typo", *extra)
+    assert status == 2
+    assert f"Store folder '{tmp_path / 'typo'}' does not exist" in err
+    assert not (tmp_path / "typo").exists()
 
 
 def test_run_then_leaderboard_report_export(tmp_path, capsys):
@@ -109,6 +120,7 @@ def test_run_then_leaderboard_report_export(tmp_path, capsys):
 
 
 def test_export_unknown_task_fails(tmp_path, capsys):
+    (tmp_path / "store").mkdir()
     status, _, err = run_cli(capsys, "export", "--store", tmp_path / "store", "--task", "mnst",
                              "--output", tmp_path / "x.keras")
     assert status == 2
