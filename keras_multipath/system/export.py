@@ -1,6 +1,7 @@
 """Export of a path as a standalone `.keras` file, and the immutability check."""
 
 import hashlib
+import os
 
 import numpy as np
 
@@ -20,6 +21,11 @@ def export_path(assembler, path, filepath):
     if not filepath.endswith(".keras"):
         raise ValueError(
             f"Expected a file name ending in '.keras'. Received: filepath={filepath!r}"
+        )
+    directory = os.path.dirname(os.path.abspath(filepath))
+    if "://" not in filepath and not os.path.isdir(directory):
+        raise ValueError(
+            f"The folder of filepath={filepath!r} does not exist. Create {directory!r} first."
         )
     model = assembler.build_model(path)
     model.save(filepath)

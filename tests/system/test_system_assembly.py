@@ -271,6 +271,14 @@ def test_exported_model_loads_without_store(tmp_path):
         export_path(assembler, path, tmp_path / "mnist.h5")
 
 
+def test_export_to_missing_folder_rejected(tmp_path):
+    # The folder is checked before the model is built, so no assembler is needed.
+    filepath = str(tmp_path / "missing" / "mnist.keras")
+    with pytest.raises(ValueError, match="does not exist") as error:
+        export_path(None, None, filepath)
+    assert str(tmp_path / "missing") in str(error.value)
+
+
 def test_restore_and_forget_unstored_components(tmp_path):
     store = Store(str(tmp_path))
     root_path = _publish_root(store)
