@@ -532,8 +532,10 @@ class EncoderNorm(keras.layers.Layer):
 
     def __init__(self, epsilon=1e-6, **kwargs):
         super().__init__(**kwargs)
-        if not epsilon > 0:
-            raise ValueError(f"Expected `epsilon` > 0. Received: epsilon={epsilon}")
+        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float, np.number)) or (
+            not epsilon > 0
+        ):
+            raise ValueError(f"Expected `epsilon` to be a number > 0. Received: epsilon={epsilon!r}")
         self.epsilon = epsilon
 
     def build(self, input_shape):

@@ -118,6 +118,12 @@ def test_encoder_block_rejects_indivisible_heads():
         layers.EncoderBlock(10, 3, 16)
 
 
+@pytest.mark.parametrize("epsilon", ["x", None, True, 0.0, -1e-6])
+def test_encoder_norm_rejects_bad_epsilon(epsilon):
+    with pytest.raises(ValueError, match="Expected `epsilon` to be a number > 0"):
+        layers.EncoderNorm(epsilon=epsilon)
+
+
 def test_encoder_norm_returns_normalized_class_token():
     tokens = RNG.normal(size=(2, 5, 8)).astype("float32")
 
