@@ -5,12 +5,14 @@ Usage: python publisher.py ROOT AGENT_ID ROUNDS [--intermediate N] [--share] [--
 Each round publishes N intermediate states and then one end-of-cycle state, each with one new
 path of new components whose weights encode their ids (see `store_helpers.weights_for`).
 With --share, every path also references the components of the other agents' published
-paths. After each publish it prints "published <state name> <component keys...>".
+paths, and the last end-of-cycle publish first waits (up to 60 s) until another agent has
+published, so that path shares components however the processes are scheduled. After each publish it prints "published <state name> <component keys...>".
 """
 
 import argparse
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -68,7 +70,14 @@ def main():
             cycle, generation = cycle + 1, 0
         shared = []
         if args.share:
+            last_publish = generation == 0 and published_rounds == args.rounds - 1
             system = store.load_system()
+            deadline = time.monotonic() + 60
+            while last_publish and time.monotonic() < deadline and not any(
+                path.agent_id != args.agent_id for path in system.published_paths()
+            ):
+                time.sleep(0.05)
+                system = store.load_system()
             for path in system.published_paths():
                 if path.agent_id != args.agent_id:
                     shared.extend(k for k in path.components if not k.startswith(args.agent_id))
