@@ -105,7 +105,7 @@ def _configure(args):
     from absl import logging
 
     logging.set_verbosity(args.log_level)
-    # Without absl.app, absl logs to stderr only after its handler is told so.
+    # Without absl.app, absl logs to stderr only once its handler is installed.
     logging.use_absl_handler()
 
 

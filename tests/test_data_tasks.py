@@ -144,7 +144,8 @@ def test_from_arrays_value_range():
     task = from_arrays("toy", x, np.arange(20) % 2, value_range=(0, 1))
     images = np.concatenate([task.as_numpy(s)[0] for s in task.splits])
     assert images.dtype == np.uint8
-    assert images.min() == 0 and images.max() == 255
+    assert images.min() == 0
+    assert images.max() == 255
     with pytest.raises(ValueError, match=r"dtype float64; pass value_range=\(low, high\)"):
         from_arrays("toy", x, np.arange(20) % 2)
     x[3, 0, 0] = np.nan

@@ -467,29 +467,7 @@ class MultipathOracle(SinglepathOracle):
             self.system, self.agent_id, main, parent, self.config, search["ds_hparams"], rng,
             own_best=best, singlepath_kind=self.singlepath_kind,
         )
-        self._allocate_ids(candidate)
-        candidate.update(
-            agent_id=self.agent_id,
-            task_name=self.task_name,
-            trial_id=trial_id,
-            cycle=search["cycle"],
-            generation=search["generation"],
-            data_seed=self._data_seed(),
-            accounted_params=candidate_lib.accounted_params(self.system, candidate, self.agent_id),
-            scorer=self.scorer.get_config(),
-            total_steps=self.config.total_steps(self.num_train_examples),
-            steps_between_validations=self.config.steps_between_validations(
-                self.num_train_examples
-            ),
-            batch_size=self.config.batch_size,
-            num_validation_examples_max=self.config.num_validation_examples_max,
-        )
-        search["generation_trials"].append(trial_id)
-        search["candidates"][trial_id] = candidate
-        for entry in candidate["components"]:
-            if entry["action"] != candidate_lib.SHARE:
-                search["component_trials"][entry["key"]] = trial_id
-        self._save_rng()
+        self._register_candidate(trial_id, candidate)
         logging.info(
             "Agent %s cycle %d generation %d: candidate %s from parent %s with paths %s.",
             self.agent_id, search["cycle"], search["generation"], candidate["path_key"],

@@ -277,29 +277,7 @@ class SinglepathOracle(keras_tuner.Oracle):
         candidate = candidate_lib.make_candidate(
             self.system, parent, self.agent_id, self.config, search["ds_hparams"], rng
         )
-        self._allocate_ids(candidate)
-        candidate.update(
-            agent_id=self.agent_id,
-            task_name=self.task_name,
-            trial_id=trial_id,
-            cycle=search["cycle"],
-            generation=search["generation"],
-            data_seed=self._data_seed(),
-            accounted_params=candidate_lib.accounted_params(self.system, candidate, self.agent_id),
-            scorer=self.scorer.get_config(),
-            total_steps=self.config.total_steps(self.num_train_examples),
-            steps_between_validations=self.config.steps_between_validations(
-                self.num_train_examples
-            ),
-            batch_size=self.config.batch_size,
-            num_validation_examples_max=self.config.num_validation_examples_max,
-        )
-        search["generation_trials"].append(trial_id)
-        search["candidates"][trial_id] = candidate
-        for entry in candidate["components"]:
-            if entry["action"] != candidate_lib.SHARE:
-                search["component_trials"][entry["key"]] = trial_id
-        self._save_rng()
+        self._register_candidate(trial_id, candidate)
         logging.info(
             "Agent %s cycle %d generation %d: candidate %s from parent %s.", self.agent_id,
             search["cycle"], search["generation"], candidate["path_key"], parent.key,
@@ -420,6 +398,34 @@ class SinglepathOracle(keras_tuner.Oracle):
             metrics=metrics,
         )
 
+    def _register_candidate(self, trial_id, candidate):
+        """Allocate `candidate`'s ids, add the training settings it carries, and record
+        it as a trial of the current generation."""
+        search = self.search
+        self._allocate_ids(candidate)
+        candidate.update(
+            agent_id=self.agent_id,
+            task_name=self.task_name,
+            trial_id=trial_id,
+            cycle=search["cycle"],
+            generation=search["generation"],
+            data_seed=self._data_seed(),
+            accounted_params=candidate_lib.accounted_params(self.system, candidate, self.agent_id),
+            scorer=self.scorer.get_config(),
+            total_steps=self.config.total_steps(self.num_train_examples),
+            steps_between_validations=self.config.steps_between_validations(
+                self.num_train_examples
+            ),
+            batch_size=self.config.batch_size,
+            num_validation_examples_max=self.config.num_validation_examples_max,
+        )
+        search["generation_trials"].append(trial_id)
+        search["candidates"][trial_id] = candidate
+        for entry in candidate["components"]:
+            if entry["action"] != candidate_lib.SHARE:
+                search["component_trials"][entry["key"]] = trial_id
+        self._save_rng()
+
     def _end_generation(self):
         system = self.system
         search = self.search
@@ -531,7 +537,7 @@ class SinglepathOracle(keras_tuner.Oracle):
         search["component_trials"] = {}
         if published is not None:
             # Intermediate states are deleted by the end-of-cycle publish, so the history
-            # accumulates over the cycle and the end-of-cycle state holds all of it.
+            # accumulates over the cycle and the end-of-cycle state contains all of it.
             search["history"] = []
         self._save_rng()
         state.oracle_state = {"search": copy.deepcopy(search)}

@@ -21,8 +21,8 @@ def get_task(name, source=None, **kwargs):
 
     Args:
         name: task name.
-        source: "offline", "tfds" or "folder"; defaults to what the name's prefix says, else
-            "offline".
+        source: "offline", "tfds" or "folder". By default the name's prefix ("tfds:" or
+            "folder:") selects it, and a name without a prefix is "offline".
         **kwargs: passed to the loader: `seed` (and `image_size` for ELPV, `data_dir` for
             Fashion-MNIST) for offline tasks, the arguments of `get_tfds_task` (e.g.
             `data_dir`) for TFDS, and of `from_image_folder` for folders.

@@ -136,9 +136,8 @@ class PathTuner(base_tuner.BaseTuner):
         """The process's one `Assembler`, pointed at the oracle's current system.
 
         The oracle reloads the system at every cycle start. The assembler and its layer cache
-        outlive that reload, so a component keeps one layer object for the whole process; a
-        cached layer whose component has been published since is frozen by
-        `Assembler.layer`.
+        outlive that reload, so a component keeps one layer object for the whole process.
+        `Assembler.layer` freezes a cached layer whose component has been published since.
         """
         system = self.oracle.system
         if self._assembler is None:
