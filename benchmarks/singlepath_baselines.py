@@ -1,0 +1,439 @@
+"""Singlepath agent against fine-tuning the root with a head and against keras-tuner.
+
+Per seed, on one offline task (default `mnist_5k`: 4,000 / 500 / 500 images, 10 classes,
+the split fixed across seeds) with the `cpu` agent configuration (micro/4 ViT, batch 32,
+16 px root, image sizes 8 to 24):
+
+1. Root. A micro/4 ViT with a 10-class head is trained on another offline task (default
+   `fashion_mnist`, 16 px, `--root-steps` Adam steps at learning rate 1e-3, batch 64); its
+   head is dropped and the rest is published as the root model of a fresh store
+   (`--random-root` publishes an untrained root instead). All methods start from this root.
+2. Singlepath agent: one cycle of `SinglepathOracle` + `PathTuner` (`--num-samples`
+   candidates of 4 validations x `ceil(min(train, cap) / 32)` steps each). The budget is
+   B = the sum of its candidates' `total_steps` (a candidate whose loss became non-finite
+   is counted in full) and N = its number of candidates. Its test accuracy is the one the
+   agent records for the path it publishes.
+3. Root + head: every root component cloned and trained with a new zero-initialised head,
+   with the root path's hyperparameters (the `cpu` defaults: SGD, learning rate 0.02 with
+   warm-up and cosine decay, momentum 0.8, Nesterov, no augmentation, 16 px, 2 blocks),
+   for B steps, and in a second row for the steps of one candidate. Validation every
+   `steps_between_validations` steps as in a candidate, and the best validation snapshot
+   is tested.
+4. keras-tuner `RandomSearch` with a `HyperModel` that builds the same root + head model.
+   Its space is the agent's mutation grids (`config.hparams_grids` without the mutation
+   probabilities: learning rate, warm-up, momentum, Nesterov, image size, number of root
+   blocks kept, the eight augmentations) plus one boolean per root component, trained or
+   frozen, the counterpart of the agent's clone or share choice. `encoder_norm` and the
+   head are always trained, as in the agent, and a position embedding resampled to another
+   image size is always trained, as the agent's `resample` action is. Batch size is fixed
+   at 32 in every method because the agent does not mutate it. `max_trials = N`, each
+   trial trained for one candidate's steps (so N x those steps = B in total), selection by
+   the best validation accuracy over the trial's validations (keras-tuner's best-epoch
+   checkpoint), and the best trial's checkpoint is tested.
+
+The test split is the task's whole test split in every method. Wall times cover training,
+validation, model building and the test evaluation of each method; the root training is
+shared and reported separately.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/singlepath_baselines.py --backend tensorflow --seeds 5
+    .venv/bin/python benchmarks/singlepath_baselines.py --backend jax --seeds 1 --quick --no-write
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import _common  # noqa: E402
+
+BACKEND = _common.select_backend()
+
+import keras  # noqa: E402
+import keras_tuner  # noqa: E402
+import numpy as np  # noqa: E402
+
+from keras_multipath.agents import hparams as hp_lib  # noqa: E402
+from keras_multipath.agents.config import get_agent_config  # noqa: E402
+from keras_multipath.agents.root import (  # noqa: E402
+    ROOT_TASK_CHECKPOINT,
+    RootModel,
+    build_vit_components,
+    publish_root,
+    random_root,
+)
+from keras_multipath.agents.singlepath import CANDIDATE_VALUE, SinglepathOracle  # noqa: E402
+from keras_multipath.data import get_task, make_dataset  # noqa: E402
+from keras_multipath.layers.variants import get_variant  # noqa: E402
+from keras_multipath.layers.vit import apply_vit_components, resample_position_embedding  # noqa: E402
+from keras_multipath.system import Store  # noqa: E402
+from keras_multipath.training.schedule import make_optimizer  # noqa: E402
+from keras_multipath.training.tuner import PathTuner  # noqa: E402
+
+AGENT = "singlepath agent (1 cycle)"
+ROOT_HEAD_B = "root + head, B steps"
+ROOT_HEAD_ONE = "root + head, one candidate's steps"
+RANDOM_SEARCH = "keras-tuner RandomSearch, N trials"
+METHODS = (AGENT, ROOT_HEAD_B, ROOT_HEAD_ONE, RANDOM_SEARCH)
+
+
+# ------------------------------------------------------------------------------------------
+# Root model.
+
+
+def train_root(config, task_name, steps, seed):
+    """Train a micro/4 ViT with a head on `task_name` and return it headless as a root."""
+    task = get_task(task_name)
+    size = config.root_image_size
+    components = build_vit_components(config.variant, size, task.num_classes)
+    inputs = keras.Input((size, size, 3))
+    model = keras.Model(inputs, apply_vit_components(components, inputs))
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    train = make_dataset(task, "train", 64, image_sizes=size, seed=seed)
+    model.fit(train, epochs=1, steps_per_epoch=steps, verbose=0)
+    test = make_dataset(task, "test", 500, image_sizes=size)
+    accuracy = float(model.evaluate(test, verbose=0, return_dict=True)["accuracy"])
+    components.pop("head")
+    position = keras.ops.convert_to_numpy(components["posembed_input"].embeddings)
+    root = RootModel(
+        variant=get_variant(config.variant),
+        image_size=(size, size),
+        components=components,
+        task_name=ROOT_TASK_CHECKPOINT,
+        source_position_embedding=position,
+        source_grid_size=tuple(components["posembed_input"].grid_size),
+    )
+    return root, accuracy
+
+
+def root_weights(root):
+    """Return {component name: list of numpy weights} of a root model."""
+    return {
+        name: [np.array(keras.ops.convert_to_numpy(w)) for w in layer.weights]
+        for name, layer in root.components.items()
+    }
+
+
+def build_root_head_model(root, weights, image_size, num_layers, num_classes, trained):
+    """Build root components (the first `num_layers` blocks) + a zero head at `image_size`.
+
+    `trained` maps a component name to whether it trains; missing names train. The position
+    embedding is the root's, resampled to the patch grid of `image_size` (trained whenever
+    the grid differs, like the agent's `resample` action).
+    """
+    components = build_vit_components(root.variant, image_size, num_classes, num_layers)
+    for name, layer in components.items():
+        if name == "head":
+            continue
+        if name == "posembed_input":
+            grid = tuple(layer.grid_size)
+            layer.set_weights([resample_position_embedding(
+                root.source_position_embedding, grid, root.source_grid_size)])
+            layer.trainable = trained.get(name, True) or grid != tuple(root.source_grid_size)
+            continue
+        layer.set_weights(weights[name])
+        layer.trainable = trained.get(name, True)
+    inputs = keras.Input((image_size, image_size, 3))
+    return keras.Model(inputs, apply_vit_components(components, inputs))
+
+
+def compile_model(model, hparams, total_steps):
+    model.compile(
+        optimizer=make_optimizer(hparams, total_steps),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+
+
+def test_accuracy(model, task, config, image_size):
+    test = make_dataset(task, "test", config.batch_size, image_sizes=int(image_size))
+    return float(model.evaluate(test, verbose=0, return_dict=True)["accuracy"])
+
+
+def training_data(task, config, hparams, seed):
+    size = int(hparams["ds_image_size"])
+    train = make_dataset(task, "train", config.batch_size, image_sizes=size, ds_hparams=hparams,
+                         seed=seed)
+    validation = make_dataset(task, "validation", config.batch_size, image_sizes=size,
+                              max_validation_examples=config.num_validation_examples_max)
+    return train, validation
+
+
+# ------------------------------------------------------------------------------------------
+# Singlepath agent.
+
+
+def run_agent(store_dir, folder, task, config, seed):
+    """Run one agent cycle; return (test accuracy, steps, candidates, summary dict)."""
+    store = Store(store_dir)
+    oracle = SinglepathOracle(store, task.name, task.num_classes, task.num_examples("train"),
+                              config, max_cycles=1, seed=seed)
+    tuner = PathTuner(oracle, task, directory=folder, project_name=f"agent_{seed}")
+    tuner.search(verbose=0)
+    candidates = [
+        json.loads(trial.hyperparameters.values[CANDIDATE_VALUE])
+        for trial in oracle.trials.values()
+        if CANDIDATE_VALUE in trial.hyperparameters.values
+    ]
+    steps = sum(int(candidate["total_steps"]) for candidate in candidates)
+    system = Store(store_dir).load_system()
+    path = system.published_paths(oracle.agent_id)[0]
+    own = [key for key in path.components if key.startswith(oracle.agent_id + ":")]
+    summary = {
+        "path": path.key,
+        "trained components": len(own),
+        "shared components": len(path.components) - len(own),
+        "validation accuracy": path.metrics.get("quality"),
+        "opt_lr": path.hparams["opt_lr"],
+        "ds_image_size": path.hparams["ds_image_size"],
+        "num_layers": path.hparams["num_layers"],
+    }
+    return float(path.metrics["test_quality"]), steps, len(candidates), summary
+
+
+# ------------------------------------------------------------------------------------------
+# Root + head.
+
+
+class _BestSnapshot(keras.callbacks.Callback):
+    """Keep the weights of the epoch with the strictly best validation accuracy."""
+
+    def __init__(self):
+        super().__init__()
+        self.best = -np.inf
+        self.weights = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        accuracy = float((logs or {}).get("val_accuracy", np.nan))
+        if accuracy > self.best:
+            self.best = accuracy
+            self.weights = [np.array(w) for w in self.model.get_weights()]
+
+
+def run_root_head(root, weights, task, config, hparams, total_steps, seed):
+    """Fine-tune root + new head for `total_steps`; return (test accuracy, validation)."""
+    steps = config.steps_between_validations(task.num_examples("train"))
+    size = int(hparams["ds_image_size"])
+    model = build_root_head_model(root, weights, size, int(hparams["num_layers"]),
+                                  task.num_classes, trained={})
+    compile_model(model, hparams, total_steps)
+    train, validation = training_data(task, config, hparams, seed)
+    snapshot = _BestSnapshot()
+    model.fit(train, epochs=max(1, total_steps // steps), steps_per_epoch=steps,
+              validation_data=validation, callbacks=[snapshot], verbose=0)
+    if snapshot.weights is not None:
+        model.set_weights(snapshot.weights)
+    return test_accuracy(model, task, config, size), snapshot.best
+
+
+# ------------------------------------------------------------------------------------------
+# keras-tuner RandomSearch.
+
+
+class RootHeadHyperModel(keras_tuner.HyperModel):
+    """Root + head over the agent's mutation grids and per-component train/freeze choices."""
+
+    def __init__(self, root, weights, task, config, trial_steps, seed):
+        super().__init__(name="root_head")
+        self.root, self.weights, self.task, self.config = root, weights, task, config
+        self.trial_steps = trial_steps
+        self.steps = config.steps_between_validations(task.num_examples("train"))
+        self.seed = seed
+
+    def hparams(self, hp):
+        """Register the space in `hp` and return the trial's values as agent hparams."""
+        values = {}
+        for key, grid in sorted(self.config.hparams_grids.items()):
+            if key == hp_lib.MU_KEY:
+                continue
+            if all(isinstance(value, bool) for value in grid):
+                values[key] = hp.Boolean(key)
+            else:
+                values[key] = hp.Choice(key, list(grid))
+        values["opt_lr_schedule"] = self.config.hparams_defaults.get("opt_lr_schedule", "cosine")
+        trained = {}
+        for name in self.root.components:
+            forced = hp_lib.CLONE_PREFIX + name in self.config.force_mutations
+            trained[name] = True if forced else hp.Boolean(f"train_{name}")
+        return values, trained
+
+    def build(self, hp):
+        values, trained = self.hparams(hp)
+        model = build_root_head_model(self.root, self.weights, int(values["ds_image_size"]),
+                                      int(values["num_layers"]), self.task.num_classes, trained)
+        compile_model(model, values, self.trial_steps)
+        return model
+
+    def fit(self, hp, model, *args, **kwargs):
+        values, _ = self.hparams(hp)
+        train, validation = training_data(self.task, self.config, values, self.seed)
+        return model.fit(train, epochs=max(1, self.trial_steps // self.steps),
+                         steps_per_epoch=self.steps, validation_data=validation, **kwargs)
+
+
+def run_random_search(root, weights, task, config, max_trials, trial_steps, folder, seed):
+    """Return (test accuracy of the best trial, its validation accuracy, its values)."""
+    hypermodel = RootHeadHyperModel(root, weights, task, config, trial_steps, seed)
+    tuner = keras_tuner.RandomSearch(
+        hypermodel,
+        objective=keras_tuner.Objective("val_accuracy", "max"),
+        max_trials=max_trials,
+        seed=seed,
+        directory=folder,
+        project_name=f"random_search_{seed}",
+        max_consecutive_failed_trials=max_trials,
+    )
+    tuner.search(verbose=0)
+    best_trial = tuner.oracle.get_best_trials(1)[0]
+    model = tuner.get_best_models(1)[0]
+    values = best_trial.hyperparameters.values
+    accuracy = test_accuracy(model, task, config, values["ds_image_size"])
+    return accuracy, float(best_trial.score), values, len(tuner.oracle.trials)
+
+
+# ------------------------------------------------------------------------------------------
+# Driver.
+
+
+def run_seed(args, config, task, seed):
+    results, seconds, steps = {}, {}, {}
+    with tempfile.TemporaryDirectory() as folder:
+        keras.utils.set_random_seed(seed)
+        start = time.perf_counter()
+        if args.random_root:
+            root = random_root(config.variant, config.root_image_size)
+            root_accuracy = float("nan")
+        else:
+            root, root_accuracy = train_root(config, args.root_task, args.root_steps, seed)
+        root_seconds = time.perf_counter() - start
+        weights = root_weights(root)
+        store_dir = os.path.join(folder, "store")
+        root_path = publish_root(Store(store_dir), root, config)
+
+        keras.utils.set_random_seed(seed)
+        start = time.perf_counter()
+        results[AGENT], budget, num_candidates, summary = run_agent(
+            store_dir, folder, task, config, seed)
+        seconds[AGENT] = time.perf_counter() - start
+        steps[AGENT] = budget
+        one_candidate = config.total_steps(task.num_examples("train"))
+
+        hparams = dict(root_path.hparams, num_classes=task.num_classes)
+        for method, total in ((ROOT_HEAD_B, budget), (ROOT_HEAD_ONE, one_candidate)):
+            keras.utils.set_random_seed(seed)
+            start = time.perf_counter()
+            results[method], _ = run_root_head(root, weights, task, config, hparams, total, seed)
+            seconds[method] = time.perf_counter() - start
+            steps[method] = total
+
+        keras.utils.set_random_seed(seed)
+        start = time.perf_counter()
+        results[RANDOM_SEARCH], search_validation, values, trials = run_random_search(
+            root, weights, task, config, num_candidates, one_candidate, folder, seed)
+        seconds[RANDOM_SEARCH] = time.perf_counter() - start
+        steps[RANDOM_SEARCH] = trials * one_candidate
+
+    print(f"seed {seed}: root test accuracy on {args.root_task} {root_accuracy:.4f} "
+          f"({root_seconds:.0f} s); agent budget B={budget} steps over N={num_candidates} "
+          f"candidates; agent published {summary}; RandomSearch best trial validation "
+          f"{search_validation:.4f} with {values}", flush=True)
+    print(f"seed {seed}: " + ", ".join(
+        f"{m} {results[m]:.4f} ({steps[m]} steps, {seconds[m]:.0f} s)" for m in METHODS), flush=True)
+    return results, seconds, steps, summary
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", default=BACKEND, help="Keras backend (sets KERAS_BACKEND).")
+    parser.add_argument("--task", default="mnist_5k", help="Offline task of the compared methods.")
+    parser.add_argument("--root-task", default="fashion_mnist",
+                        help="Offline task the root model is trained on.")
+    parser.add_argument("--root-steps", type=int, default=600,
+                        help="Adam steps (batch 64) of the root training.")
+    parser.add_argument("--random-root", action="store_true",
+                        help="Publish an untrained root instead of training one.")
+    parser.add_argument("--seeds", type=int, default=5, help="Number of seeds (0, 1, ...).")
+    parser.add_argument("--num-samples", type=int, default=4, help="Agent candidates per cycle.")
+    parser.add_argument("--examples-cap", type=int, default=2000,
+                        help="Training examples between validations (sets the step budget).")
+    parser.add_argument("--quick", action="store_true",
+                        help="Tiny budgets (2 candidates of 4 x 5 steps, 50 root steps) to "
+                             "check that the script runs.")
+    parser.add_argument("--no-write", action="store_true", help="Do not update RESULTS.md.")
+    args = parser.parse_args()
+    if args.seeds < 1:
+        parser.error(f"--seeds must be at least 1. Received: {args.seeds}")
+    if args.quick:
+        args.num_samples, args.examples_cap, args.root_steps = 2, 160, 50
+
+    config = get_agent_config("cpu").replace(
+        num_samples_per_cycle=args.num_samples,
+        num_train_examples_between_validations_max=args.examples_cap,
+    )
+    task = get_task(args.task)
+    started = time.perf_counter()
+    per_seed = [run_seed(args, config, task, seed) for seed in range(args.seeds)]
+    total_minutes = (time.perf_counter() - started) / 60
+
+    rows = []
+    baseline = np.array([results[ROOT_HEAD_B] for results, _, _, _ in per_seed])
+    for method in METHODS:
+        values = np.array([results[method] for results, _, _, _ in per_seed])
+        diff = values - baseline
+        spent = np.mean([steps[method] for _, _, steps, _ in per_seed])
+        wall = np.mean([seconds[method] for _, seconds, _, _ in per_seed])
+        std = values.std(ddof=1) if len(values) > 1 else float("nan")
+        diff_std = diff.std(ddof=1) if len(values) > 1 else float("nan")
+        rows.append([BACKEND, args.task, method, str(args.seeds), f"{values.mean():.4f}",
+                     f"{std:.4f}", f"{diff.mean():+.4f}", f"{diff_std:.4f}", f"{spent:.0f}",
+                     f"{wall:.0f}", _common.utc_now()])
+        print(f"{method}: {values.mean():.4f} +- {std:.4f} (vs {ROOT_HEAD_B} {diff.mean():+.4f} "
+              f"+- {diff_std:.4f}); {spent:.0f} steps, {wall:.0f} s per seed")
+    print(f"total {total_minutes:.1f} minutes")
+    if args.no_write:
+        return
+
+    root_line = (
+        "an untrained (random) micro/4 root" if args.random_root else
+        f"a micro/4 root trained for {args.root_steps} Adam steps (batch 64, 16 px) on "
+        f"{args.root_task}, head dropped"
+    )
+    one = config.total_steps(task.num_examples("train"))
+    intro = f"""
+## Singlepath agent against root + head and keras-tuner RandomSearch
+
+Command: `{_common.command_line()}`. Date: {_common.utc_now()}. Backend: {BACKEND}.
+Total time {total_minutes:.0f} minutes for {args.seeds} seeds.
+
+Task {args.task} ({task.num_examples('train')} / {task.num_examples('validation')} /
+{task.num_examples('test')} images, split fixed, seeds 0..{args.seeds - 1}); `cpu` agent
+configuration (micro/4, batch 32); per seed, every method starts from the same root:
+{root_line}. The agent runs one cycle of {args.num_samples} candidates of {one} steps
+(validation every {config.steps_between_validations(task.num_examples('train'))} steps);
+B = the sum of its candidates' steps, N = its candidates. "root + head" trains every root
+component and a new zero head with the root path's hyperparameters (the `cpu` defaults),
+for B steps or one candidate's steps, and tests the best validation snapshot.
+keras-tuner 1.4.8 `RandomSearch` samples the agent's mutation grids (learning rate,
+warm-up, momentum, Nesterov, image size 8-24, root blocks kept 0-2, eight augmentations)
+and one train-or-freeze boolean per root component, N trials of one candidate's steps, and
+tests the best trial's best-epoch checkpoint. Test accuracy on the whole test split, mean
+and sample standard deviation over seeds; "diff" is the difference to root + head with B
+steps within each seed. Steps and wall time are per seed; the agent's wall time includes
+its store writes and test evaluation. Details in the script's docstring.
+"""
+    header = ["backend", "task", "method", "seeds", "test accuracy mean", "std",
+              "diff to root + head (B) mean", "diff std", "training steps", "wall s",
+              "date"]
+    notes = f"Machine: {_common.machine_line()}."
+    _common.update_results("singlepath_baselines", intro, header, rows, key_columns=3,
+                           notes=notes)
+
+
+if __name__ == "__main__":
+    main()
