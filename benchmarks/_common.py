@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmark scripts: backend selection, interleaved timing, results.
+"""Helpers shared by the benchmark scripts: backend selection, interleaved timing, a store
+with a random root model, results.
 
 Import this module before Keras: `select_backend` must set `KERAS_BACKEND` first.
 """
@@ -74,6 +75,34 @@ def machine_line():
         f"{platform.machine()} Linux, {os.cpu_count()} CPU cores, no GPU, shared with other "
         f"jobs (load average {load_average()} at the end of the run)"
     )
+
+
+def new_store(folder, num_samples, examples_cap, validation_examples, seed=0):
+    """Seed Keras, then create a store in `folder`/store that contains a random root model.
+
+    The agents use the `cpu` configuration (a micro/4 ViT) with the given candidates per
+    cycle, training examples between validations and validation examples. The root model is
+    a randomly initialised ViT of that configuration's variant and root image size.
+
+    Returns:
+        `(store, config)`: the `Store` and the singlepath `AgentConfig`.
+    """
+    # Imported here because Keras may be imported only after `select_backend`.
+    import keras
+
+    from keras_multipath.agents.config import get_agent_config
+    from keras_multipath.agents.root import publish_root, random_root
+    from keras_multipath.system import Store
+
+    keras.utils.set_random_seed(seed)
+    config = get_agent_config("cpu").replace(
+        num_samples_per_cycle=num_samples,
+        num_train_examples_between_validations_max=examples_cap,
+        num_validation_examples_max=validation_examples,
+    )
+    store = Store(os.path.join(folder, "store"))
+    publish_root(store, random_root(config.variant, config.root_image_size), config)
+    return store, config
 
 
 def utc_now():

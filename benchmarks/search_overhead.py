@@ -24,11 +24,8 @@ BACKEND = _common.select_backend()
 
 import keras  # noqa: E402
 
-from keras_multipath.agents.config import get_agent_config  # noqa: E402
-from keras_multipath.agents.root import publish_root, random_root  # noqa: E402
 from keras_multipath.agents.singlepath import SinglepathOracle  # noqa: E402
 from keras_multipath.data import get_task  # noqa: E402
-from keras_multipath.system import Store  # noqa: E402
 from keras_multipath.training.tuner import PathTuner  # noqa: E402
 
 
@@ -71,16 +68,10 @@ def main():
     parser.add_argument("--no-write", action="store_true", help="Do not update RESULTS.md.")
     args = parser.parse_args()
 
-    keras.utils.set_random_seed(0)
-    config = get_agent_config("cpu").replace(
-        num_samples_per_cycle=args.num_samples,
-        num_train_examples_between_validations_max=args.examples_cap,
-        num_validation_examples_max=500,
-    )
     timer = _Timer()
     with tempfile.TemporaryDirectory() as folder:
-        store = Store(os.path.join(folder, "store"))
-        publish_root(store, random_root(config.variant, config.root_image_size), config)
+        store, config = _common.new_store(folder, args.num_samples, args.examples_cap,
+                                          validation_examples=500)
         task = get_task(args.task)
         oracle = SinglepathOracle(store, args.task, task.num_classes, task.num_examples("train"),
                                   config, max_cycles=1, seed=0)
