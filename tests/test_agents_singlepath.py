@@ -118,6 +118,33 @@ def test_assembled_candidate_shares_layer_objects(tmp_path, tiny_task):
     assert {id(w) for w in model.trainable_weights} == trainable_ids
 
 
+def test_tuner_reuses_replayable_pipelines(tmp_path, tiny_task):
+    oracle = make_oracle(tmp_path, task_name="tiny")
+    tuner = PathTuner(oracle, tiny_task, directory=str(tmp_path), project_name="pipelines")
+    augment = {"ds_flip_left_right": True, "opt_lr": 0.1}
+    train = tuner.dataset("train", 8, 16, ds_hparams=augment, seed=5)
+    validation = tuner.dataset("validation", 8, 16, max_validation_examples=40)
+    # Keys that are not augmentations (opt_lr) do not split the cache.
+    assert tuner.dataset("train", 8, 16, ds_hparams={"ds_flip_left_right": True}, seed=5) is train
+    assert tuner.dataset("validation", 8, 16, max_validation_examples=40) is validation
+    assert tuner.dataset("train", 8, 16, seed=5) is not train
+    assert tuner.dataset("validation", 4, 16, max_validation_examples=40) is not validation
+    # A new seed starts a new generation: its training pipelines replace the old seed's.
+    newer = tuner.dataset("train", 8, 16, ds_hparams=augment, seed=6)
+    assert newer is not train
+    assert tuner.dataset("train", 8, 16, ds_hparams=augment, seed=5) is not train
+    assert tuner.dataset("validation", 8, 16, max_validation_examples=40) is validation
+    # A reused pipeline feeds each fit the stream a fresh one would.
+    fresh = make_dataset(tiny_task, "train", 8, image_sizes=16, ds_hparams=augment, seed=6)
+    for _ in range(2):
+        for (a, la), (b, lb) in zip(newer.take(20), fresh.take(20)):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+            np.testing.assert_array_equal(np.asarray(la), np.asarray(lb))
+    for seed in range(20):
+        tuner.dataset("train", 8, 16, seed=7, max_validation_examples=seed)
+    assert len(tuner._datasets) == 8
+
+
 def baseline_accuracy(store, task, config, steps):
     """Validation accuracy of the frozen root plus a zero head trained for `steps` steps."""
     system = store.load_system()

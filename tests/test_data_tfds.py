@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from keras_multipath.data import get_task, make_dataset, split_table
+from keras_multipath.data import get_task, is_replayable, make_dataset, split_table
 
 pytestmark = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",
@@ -147,6 +147,19 @@ def test_local_tfds_uncached_pipeline_shuffles_examples(toy_data_dir):
     assert sorted(order) == sorted(train_indices_of(task))
     assert order != sorted(order)
     assert order == [i for images, _ in again.take(3) for i in _pixel_indices(images)]
+
+
+def test_local_tfds_replayable_only_when_cached(toy_data_dir):
+    task = get_task("tfds:keras_multipath_toy_shapes", data_dir=toy_data_dir)
+    assert is_replayable(task, "train")
+    assert is_replayable(task, "validation", cache=False)
+    assert not is_replayable(task, "train", cache=False)
+    dataset = make_dataset(task, "train", 19, seed=3)
+    first = [i for images, _ in dataset.take(9) for i in _pixel_indices(images)]
+    again = [i for images, _ in dataset.take(9) for i in _pixel_indices(images)]
+    assert again == first
+    assert sorted(first[:57]) == sorted(first[57:114]) == sorted(train_indices_of(task))
+    assert first[:57] != first[57:114]
 
 
 def _pixel_indices(images):

@@ -80,9 +80,13 @@ def make_dataset(task, split, batch_size, image_sizes=None, ds_hparams=None, tra
     caches it after preprocessing. The "test" pipeline makes one pass over all examples.
 
     Shuffling: splits held in memory (offline datasets, arrays) and cached streamed splits
-    shuffle a full permutation of the split each epoch. Other streamed splits shuffle their
-    files and then a buffer of `shuffle_buffer` examples (default
-    `min(num_examples, 10000)`).
+    shuffle a full permutation of the split each epoch, drawn from `seed` and the epoch
+    number. Other streamed splits shuffle their files and then a buffer of `shuffle_buffer`
+    examples (default `min(num_examples, 10000)`).
+
+    Reuse: when `is_replayable(task, split, cache)` is True, every iteration of the returned
+    dataset (each `fit` or `iter` call) yields the same stream, so one dataset can serve
+    several models in turn.
 
     Args:
         task: a `Task`.
@@ -144,9 +148,8 @@ def make_dataset(task, split, batch_size, image_sizes=None, ds_hparams=None, tra
             f"Pass a smaller batch_size, repeat=True or drop_remainder=False."
         )
 
-    dataset = _examples(task, split, num_examples, training, seed, shuffle_buffer, cache, validation_subset)
-    if repeat and not validation_subset:
-        dataset = dataset.repeat()
+    dataset = _examples(task, split, num_examples, training, seed, shuffle_buffer, cache,
+                        validation_subset, repeat and not validation_subset)
 
     def preprocess(index, example):
         image, label = example
@@ -166,17 +169,43 @@ def make_dataset(task, split, batch_size, image_sizes=None, ds_hparams=None, tra
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def _examples(task, split, num_examples, shuffle, seed, shuffle_buffer, cache, first_only):
-    """Build the dataset of (uint8 image, int32 label) examples, shuffled when asked."""
+def is_replayable(task, split, cache=None):
+    """Return whether every iteration of `make_dataset(task, split, ..., cache=cache)`
+    yields the same stream of batches.
+
+    True for splits held in memory, for the validation subset and for streamed splits that
+    are cached (`cache`, or by default when they fit in memory): their shuffling is a
+    function of the seed and the epoch number only. False for streamed splits read without a
+    cache, whose file and buffer shuffles draw new orders on each iteration.
+    """
+    if split == "validation" or task.split(split).in_memory:
+        return True
+    if cache is None:
+        cache = _fits_in_memory(task, task.num_examples(split))
+    return bool(cache)
+
+
+def _examples(task, split, num_examples, shuffle, seed, shuffle_buffer, cache, first_only, repeat):
+    """Build the dataset of (uint8 image, int32 label) examples, shuffled and repeated as
+    requested."""
     task_split = task.split(split)
     if task_split.in_memory:
         images = task_split.images[:num_examples] if first_only else task_split.images
         labels = task_split.labels[:num_examples] if first_only else task_split.labels
         # Shuffle indices rather than images: a full permutation per epoch costs one int64
         # per example instead of a second copy of the images in a shuffle buffer.
-        indices = tf.data.Dataset.range(images.shape[0])
         if shuffle:
-            indices = indices.shuffle(images.shape[0], seed=seed, reshuffle_each_iteration=True)
+            indices = _epochs(repeat).flat_map(
+                lambda epoch: tf.data.Dataset.from_tensor_slices(
+                    tf.random.experimental.stateless_shuffle(
+                        tf.range(images.shape[0], dtype=tf.int64), _epoch_seed(seed, epoch)
+                    )
+                )
+            )
+        else:
+            indices = tf.data.Dataset.range(images.shape[0])
+            if repeat:
+                indices = indices.repeat()
         images_tensor = tf.constant(images)
         labels_tensor = tf.constant(labels, tf.int32)
         return indices.map(
@@ -194,14 +223,38 @@ def _examples(task, split, num_examples, shuffle, seed, shuffle_buffer, cache, f
         if cache:
             dataset = dataset.cache()
         if shuffle:
-            dataset = dataset.shuffle(num_examples, seed=seed, reshuffle_each_iteration=True)
+            # One seeded shuffle per epoch, over the whole split. The memory cache is shared
+            # by every epoch and every iteration of the returned dataset.
+            # NOTE: tf.data combines this seed with TensorFlow's global seed at build time,
+            # so the order also depends on `tf.random.set_seed`, unlike in-memory splits.
+            source = dataset
+            dataset = _epochs(repeat).flat_map(
+                lambda epoch: source.shuffle(
+                    num_examples,
+                    seed=tf.random.stateless_uniform(
+                        [], _epoch_seed(seed, epoch), minval=None, maxval=None, dtype=tf.int64
+                    ),
+                    reshuffle_each_iteration=False,
+                )
+            )
+        elif repeat:
+            dataset = dataset.repeat()
         return dataset
 
     dataset = task.as_dataset(split, shuffle_files=shuffle, seed=seed)
     if shuffle and not task_split.shuffles_examples:
         buffer = shuffle_buffer or min(num_examples, DEFAULT_SHUFFLE_BUFFER)
         dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    return dataset
+    return dataset.repeat() if repeat else dataset
+
+
+def _epochs(repeat):
+    """Epoch numbers 0, 1, ... (forever when `repeat`, else only 0)."""
+    return tf.data.Dataset.counter() if repeat else tf.data.Dataset.range(1)
+
+
+def _epoch_seed(seed, epoch):
+    return tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)])
 
 
 def _fits_in_memory(task, num_examples):
