@@ -5,20 +5,22 @@ the split fixed across seeds) with the `cpu` agent configuration (micro/4 ViT, b
 16 px root, image sizes 8 to 24):
 
 1. Root. A micro/4 ViT with a 10-class head is trained on another offline task (default
-   `fashion_mnist`, 16 px, `--root-steps` Adam steps at learning rate 1e-3, batch 64); its
-   head is dropped and the rest is published as the root model of a fresh store
+   `fashion_mnist`, 16 px, `--root-steps` Adam steps at learning rate 1e-3, batch 64). Its
+   head is dropped, and the rest is published as the root model of a fresh store
    (`--random-root` publishes an untrained root instead). All methods start from this root.
-2. Singlepath agent: one cycle of `SinglepathOracle` + `PathTuner` (`--num-samples`
-   candidates of 4 validations x `ceil(min(train, cap) / 32)` steps each). The budget is
+2. Singlepath agent: `--cycles` cycles (default 1) of `SinglepathOracle` + `PathTuner`
+   (`--num-samples` candidates per cycle, each 4 validations x `ceil(min(train, cap) / 32)` steps each). The budget is
    B = the sum of its candidates' `total_steps` (a candidate whose loss became non-finite
    is counted in full) and N = its number of candidates. Its test accuracy is the one the
    agent records for the path it publishes.
 3. Root + head: every root component cloned and trained with a new zero-initialised head,
    with the root path's hyperparameters (the `cpu` defaults: SGD, learning rate 0.02 with
    warm-up and cosine decay, momentum 0.8, Nesterov, no augmentation, 16 px, 2 blocks),
-   for B steps, and in a second row for the steps of one candidate. Validation every
-   `steps_between_validations` steps as in a candidate, and the best validation snapshot
-   is tested.
+   for B steps, and in a second row for the steps of one candidate. A third row trains
+   for B steps only the root components that the agent's published path trained and keeps
+   the components it shares frozen, which separates the cost of freezing from the cost of
+   splitting B over candidates. Validation every `steps_between_validations` steps as in
+   a candidate, and the best validation snapshot is tested.
 4. keras-tuner `RandomSearch` with a `HyperModel` that builds the same root + head model.
    Its space is the agent's mutation grids (`config.hparams_grids` without the mutation
    probabilities: learning rate, warm-up, momentum, Nesterov, image size, number of root
@@ -32,8 +34,9 @@ the split fixed across seeds) with the `cpu` agent configuration (micro/4 ViT, b
    checkpoint), and the best trial's checkpoint is tested.
 
 The test split is the task's whole test split in every method. Wall times cover training,
-validation, model building and the test evaluation of each method; the root training is
-shared and reported separately.
+validation, model building and the test evaluation of each method. The root training is
+shared by all methods, so its time is only printed per seed, with each agent candidate's
+parent, trained components and hyperparameters.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/singlepath_baselines.py --backend tensorflow --seeds 5
     .venv/bin/python benchmarks/singlepath_baselines.py --backend jax --seeds 1 --quick --no-write
@@ -72,11 +75,12 @@ from keras_multipath.system import Store  # noqa: E402
 from keras_multipath.training.schedule import make_optimizer  # noqa: E402
 from keras_multipath.training.tuner import PathTuner  # noqa: E402
 
-AGENT = "singlepath agent (1 cycle)"
+AGENT = "singlepath agent"
 ROOT_HEAD_B = "root + head, B steps"
 ROOT_HEAD_ONE = "root + head, one candidate's steps"
+ROOT_HEAD_FROZEN = "root + head, B steps, the agent's shared components frozen"
 RANDOM_SEARCH = "keras-tuner RandomSearch, N trials"
-METHODS = (AGENT, ROOT_HEAD_B, ROOT_HEAD_ONE, RANDOM_SEARCH)
+METHODS = (AGENT, ROOT_HEAD_B, ROOT_HEAD_ONE, ROOT_HEAD_FROZEN, RANDOM_SEARCH)
 
 
 # ------------------------------------------------------------------------------------------
@@ -151,7 +155,7 @@ def compile_model(model, hparams, total_steps):
     )
 
 
-def test_accuracy(model, task, config, image_size):
+def evaluate_test_accuracy(model, task, config, image_size):
     test = make_dataset(task, "test", config.batch_size, image_sizes=int(image_size))
     return float(model.evaluate(test, verbose=0, return_dict=True)["accuracy"])
 
@@ -169,26 +173,44 @@ def training_data(task, config, hparams, seed):
 # Singlepath agent.
 
 
-def run_agent(store_dir, folder, task, config, seed):
-    """Run one agent cycle; return (test accuracy, steps, candidates, summary dict)."""
+def run_agent(store_dir, folder, task, config, cycles, seed):
+    """Run the agent's cycles; return (test accuracy, steps, candidates, summary dict)."""
     store = Store(store_dir)
     oracle = SinglepathOracle(store, task.name, task.num_classes, task.num_examples("train"),
-                              config, max_cycles=1, seed=seed)
+                              config, max_cycles=cycles, seed=seed)
     tuner = PathTuner(oracle, task, directory=folder, project_name=f"agent_{seed}")
     tuner.search(verbose=0)
-    candidates = [
-        json.loads(trial.hyperparameters.values[CANDIDATE_VALUE])
-        for trial in oracle.trials.values()
-        if CANDIDATE_VALUE in trial.hyperparameters.values
-    ]
+    candidates, lines = [], []
+    for trial in oracle.trials.values():
+        if CANDIDATE_VALUE not in trial.hyperparameters.values:
+            continue
+        candidate = json.loads(trial.hyperparameters.values[CANDIDATE_VALUE])
+        candidates.append(candidate)
+        trained = [e["name"] for e in candidate["components"] if e["action"] != "share"]
+        changed = {key: value for key, value in candidate["hparams"].items()
+                   if key in config.hparams_defaults and not key.startswith(hp_lib.MU_KEY)
+                   and value != config.hparams_defaults[key]}
+        quality = (trial.metrics.get_last_value("quality")
+                   if trial.metrics.exists("quality") else float("nan"))
+        lines.append(f"  {candidate['path_key']} from {candidate['parent']}: validation "
+                     f"{quality:.4f}, trains {trained}, hparams off default {changed}")
+    print(f"seed {seed}: agent candidates\n" + "\n".join(lines), flush=True)
     steps = sum(int(candidate["total_steps"]) for candidate in candidates)
     system = Store(store_dir).load_system()
     path = system.published_paths(oracle.agent_id)[0]
-    own = [key for key in path.components if key.startswith(oracle.agent_id + ":")]
+    own = [system.component(key).name for key in path.components
+           if key.startswith(oracle.agent_id + ":")]
+    # Steps that went into the published model: its own and its ancestors' within the agent.
+    by_key = {candidate["path_key"]: candidate for candidate in candidates}
+    lineage_steps, key = 0, path.key
+    while key in by_key:
+        lineage_steps += int(by_key[key]["total_steps"])
+        key = by_key[key]["parent"]
     summary = {
         "path": path.key,
-        "trained components": len(own),
+        "trained components": own,
         "shared components": len(path.components) - len(own),
+        "lineage steps": lineage_steps,
         "validation accuracy": path.metrics.get("quality"),
         "opt_lr": path.hparams["opt_lr"],
         "ds_image_size": path.hparams["ds_image_size"],
@@ -216,12 +238,16 @@ class _BestSnapshot(keras.callbacks.Callback):
             self.weights = [np.array(w) for w in self.model.get_weights()]
 
 
-def run_root_head(root, weights, task, config, hparams, total_steps, seed):
-    """Fine-tune root + new head for `total_steps`; return (test accuracy, validation)."""
+def run_root_head(root, weights, task, config, hparams, total_steps, seed, trained):
+    """Train root + new head for `total_steps`; return (test accuracy, validation).
+
+    `trained` maps a root component name to whether it trains (see
+    `build_root_head_model`); an empty dict trains every component.
+    """
     steps = config.steps_between_validations(task.num_examples("train"))
     size = int(hparams["ds_image_size"])
     model = build_root_head_model(root, weights, size, int(hparams["num_layers"]),
-                                  task.num_classes, trained={})
+                                  task.num_classes, trained)
     compile_model(model, hparams, total_steps)
     train, validation = training_data(task, config, hparams, seed)
     snapshot = _BestSnapshot()
@@ -229,7 +255,7 @@ def run_root_head(root, weights, task, config, hparams, total_steps, seed):
               validation_data=validation, callbacks=[snapshot], verbose=0)
     if snapshot.weights is not None:
         model.set_weights(snapshot.weights)
-    return test_accuracy(model, task, config, size), snapshot.best
+    return evaluate_test_accuracy(model, task, config, size), snapshot.best
 
 
 # ------------------------------------------------------------------------------------------
@@ -293,7 +319,7 @@ def run_random_search(root, weights, task, config, max_trials, trial_steps, fold
     best_trial = tuner.oracle.get_best_trials(1)[0]
     model = tuner.get_best_models(1)[0]
     values = best_trial.hyperparameters.values
-    accuracy = test_accuracy(model, task, config, values["ds_image_size"])
+    accuracy = evaluate_test_accuracy(model, task, config, values["ds_image_size"])
     return accuracy, float(best_trial.score), values, len(tuner.oracle.trials)
 
 
@@ -319,16 +345,20 @@ def run_seed(args, config, task, seed):
         keras.utils.set_random_seed(seed)
         start = time.perf_counter()
         results[AGENT], budget, num_candidates, summary = run_agent(
-            store_dir, folder, task, config, seed)
+            store_dir, folder, task, config, args.cycles, seed)
         seconds[AGENT] = time.perf_counter() - start
         steps[AGENT] = budget
         one_candidate = config.total_steps(task.num_examples("train"))
 
         hparams = dict(root_path.hparams, num_classes=task.num_classes)
-        for method, total in ((ROOT_HEAD_B, budget), (ROOT_HEAD_ONE, one_candidate)):
+        agent_frozen = {name: name in summary["trained components"] for name in root.components}
+        for method, total, trained in ((ROOT_HEAD_B, budget, {}),
+                                       (ROOT_HEAD_ONE, one_candidate, {}),
+                                       (ROOT_HEAD_FROZEN, budget, agent_frozen)):
             keras.utils.set_random_seed(seed)
             start = time.perf_counter()
-            results[method], _ = run_root_head(root, weights, task, config, hparams, total, seed)
+            results[method], _ = run_root_head(root, weights, task, config, hparams, total, seed,
+                                               trained)
             seconds[method] = time.perf_counter() - start
             steps[method] = total
 
@@ -360,6 +390,7 @@ def main():
                         help="Publish an untrained root instead of training one.")
     parser.add_argument("--seeds", type=int, default=5, help="Number of seeds (0, 1, ...).")
     parser.add_argument("--num-samples", type=int, default=4, help="Agent candidates per cycle.")
+    parser.add_argument("--cycles", type=int, default=1, help="Agent cycles.")
     parser.add_argument("--examples-cap", type=int, default=2000,
                         help="Training examples between validations (sets the step budget).")
     parser.add_argument("--quick", action="store_true",
@@ -369,6 +400,8 @@ def main():
     args = parser.parse_args()
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1. Received: {args.seeds}")
+    if args.cycles < 1:
+        parser.error(f"--cycles must be at least 1. Received: {args.cycles}")
     if args.quick:
         args.num_samples, args.examples_cap, args.root_steps = 2, 160, 50
 
@@ -404,7 +437,7 @@ def main():
         f"a micro/4 root trained for {args.root_steps} Adam steps (batch 64, 16 px) on "
         f"{args.root_task}, head dropped"
     )
-    one = config.total_steps(task.num_examples("train"))
+    candidate_steps = config.total_steps(task.num_examples("train"))
     intro = f"""
 ## Singlepath agent against root + head and keras-tuner RandomSearch
 
@@ -414,18 +447,21 @@ Total time {total_minutes:.0f} minutes for {args.seeds} seeds.
 Task {args.task} ({task.num_examples('train')} / {task.num_examples('validation')} /
 {task.num_examples('test')} images, split fixed, seeds 0..{args.seeds - 1}); `cpu` agent
 configuration (micro/4, batch 32); per seed, every method starts from the same root:
-{root_line}. The agent runs one cycle of {args.num_samples} candidates of {one} steps
-(validation every {config.steps_between_validations(task.num_examples('train'))} steps);
-B = the sum of its candidates' steps, N = its candidates. "root + head" trains every root
-component and a new zero head with the root path's hyperparameters (the `cpu` defaults),
-for B steps or one candidate's steps, and tests the best validation snapshot.
+{root_line}. The agent runs {args.cycles} cycle(s) of {args.num_samples} candidates of
+{candidate_steps} steps (validation every
+{config.steps_between_validations(task.num_examples('train'))} steps); B = the sum of its
+candidates' steps, N = its candidates. "root + head" trains every root component and a new
+zero head with the root path's hyperparameters (the `cpu` defaults), for B steps or one
+candidate's steps, and tests the best validation snapshot. The row "the agent's shared
+components frozen" trains, with the same defaults and B steps, only the components that
+the agent's published path trained (the others stay frozen, as the agent shares them).
 keras-tuner 1.4.8 `RandomSearch` samples the agent's mutation grids (learning rate,
 warm-up, momentum, Nesterov, image size 8-24, root blocks kept 0-2, eight augmentations)
 and one train-or-freeze boolean per root component, N trials of one candidate's steps, and
 tests the best trial's best-epoch checkpoint. Test accuracy on the whole test split, mean
 and sample standard deviation over seeds; "diff" is the difference to root + head with B
-steps within each seed. Steps and wall time are per seed; the agent's wall time includes
-its store writes and test evaluation. Details in the script's docstring.
+steps within each seed. Steps and wall time are per seed, and the agent's wall time
+includes its store writes and test evaluation. Details in the script's docstring.
 """
     header = ["backend", "task", "method", "seeds", "test accuracy mean", "std",
               "diff to root + head (B) mean", "diff std", "training steps", "wall s",
