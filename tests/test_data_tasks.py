@@ -278,3 +278,20 @@ def test_image_folder_rejects_empty_class(tmp_path):
     with pytest.raises(ValueError, match=r"Class folders \['b'\] of image folder") as info:
         from_image_folder(str(tmp_path))
     assert "Add images or remove the folders" in str(info.value)
+
+
+def test_image_folder_rejects_one_class(tmp_path):
+    for i in range(4):
+        _write_png(tmp_path / "cats" / f"{i}.png", (10, 10, 10))
+    with pytest.raises(ValueError, match=r"has one class folder \['cats'\]; a classification task needs at least 2"):
+        from_image_folder(str(tmp_path))
+
+
+def test_image_folder_rejects_corrupt_image(tmp_path):
+    for class_name, color in COLORS.items():
+        for i in range(4):
+            _write_png(tmp_path / class_name / f"{i}.png", color)
+    broken = tmp_path / "red" / "broken.png"
+    broken.write_bytes(b"not a png")
+    with pytest.raises(ValueError, match=r"Invalid image file '.*broken.png': .*Remove or replace it"):
+        from_image_folder(str(tmp_path))

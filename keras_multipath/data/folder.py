@@ -40,10 +40,15 @@ def _list_class_files(folder):
 
 
 def _read_image_shape(path):
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
-    with Image.open(path) as image:
-        width, height = image.size
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (UnidentifiedImageError, OSError) as error:
+        raise ValueError(
+            f"Invalid image file '{path}': {error}. Remove or replace it."
+        ) from None
     return height, width
 
 
@@ -67,7 +72,8 @@ def from_image_folder(root, name=None, channels=3, validation_fraction=0.1, test
         FileNotFoundError: when `root` does not exist.
         NotADirectoryError: when `root` is a file.
         ValueError: when a folder contains no images, a class folder has no image in any
-            split, or a split ends up empty.
+            split, there are fewer than 2 classes, an image file cannot be read, or a split
+            ends up empty.
     """
     if channels not in (1, 3):
         raise ValueError(f"Expected channels 1 or 3. Received: channels={channels!r}")
@@ -115,6 +121,11 @@ def from_image_folder(root, name=None, channels=3, validation_fraction=0.1, test
         raise ValueError(
             f"Class folders {empty_classes} of image folder '{root}' contain no images with "
             f"extensions {IMAGE_EXTENSIONS}. Add images or remove the folders."
+        )
+    if len(class_names) < 2:
+        raise ValueError(
+            f"Image folder '{root}' has one class folder {class_names}; a classification task "
+            f"needs at least 2. Add a sub-folder of images per class."
         )
 
     paths, labels = split_examples["train"]
