@@ -1,5 +1,6 @@
 """Tests of tasks: offline datasets, numpy arrays, image folders and their split rules."""
 
+import re
 import sys
 
 import keras
@@ -96,6 +97,18 @@ def test_unknown_task_lists_known_tasks():
 def test_unknown_source_raises():
     with pytest.raises(ValueError, match="Unknown task source 'hub'"):
         get_task("mnist", source="hub")
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("tfds:", "Missing the dataset name after the 'tfds:' prefix. Pass a name such as 'tfds:cifar10'."),
+        ("folder:", "Missing the folder path after the 'folder:' prefix. Pass a name such as 'folder:/data/flowers'."),
+    ],
+)
+def test_prefix_without_name_raises(name, expected):
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        get_task(name)
 
 
 def test_missing_package_names_install_command(monkeypatch):
