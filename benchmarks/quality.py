@@ -14,6 +14,8 @@ learning rate `--lr`) on the mixed task:
 (b) the per-sample router against an input-independent learned mixture (the same router fed
     zeros, so its weights depend only on its parameters) and a uniform average (weights
     fixed at 1/2, connector trained);
+    for every router, its mean weight of P1 on digit and on clothes test images shows
+    whether it routes by domain;
 (c) ablations: the plain weighted mixture in place of the decoupled gradient, router
     learning-rate multipliers 0.01 and 1.0 (default 0.05), and initial main-path weights 0.5
     and 0.95 (default 0.8).
@@ -166,6 +168,13 @@ def run_seed(args, seed):
         model = trainable_part(classes, dim, **kwargs)
         fit(model, train_feats, y, args.steps, args.batch_size, sgd(args.lr), seed + 1)
         results[name] = accuracy(model, test_feats, ty)
+        routers = [layer for layer in model.layers if isinstance(layer, MultipathRouter)]
+        if routers:
+            # P1's mean router weight on digit and on clothes test images.
+            probe = keras.Model(model.inputs, routers[0].output)
+            weights = np.asarray(probe.predict(test_feats, batch_size=500, verbose=0))[:, 1]
+            results[f"_p1_weight:{name}"] = (float(weights[ty < 10].mean()),
+                                            float(weights[ty >= 10].mean()))
         if trained_fraction is None:
             trained = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
             trained_fraction = trained / (activated + trained)
@@ -197,7 +206,8 @@ def main():
     for seed in range(args.seeds):
         result = run_seed(args, seed)
         per_seed.append(result)
-        print(f"seed {seed}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.items()), flush=True)
+        print(f"seed {seed}: " + ", ".join(
+            f"{k} {v:.4f}" for k, v in result.items() if not isinstance(v, tuple)), flush=True)
     names = [k for k in per_seed[0] if not k.startswith("_")]
     fraction = float(np.mean([r["_trained_fraction"] for r in per_seed]))
     baseline = np.array([r["P0 alone"] for r in per_seed])
@@ -205,29 +215,44 @@ def main():
     for name in names:
         values = np.array([r[name] for r in per_seed])
         gain = values - baseline
-        rows.append([name, f"{values.mean():.4f}", f"{values.std(ddof=1):.4f}",
-                     f"{gain.mean():+.4f}", f"{gain.std(ddof=1):.4f}"])
-        print(f"{name}: {values.mean():.4f} +- {values.std(ddof=1):.4f} (vs P0 {gain.mean():+.4f})")
+        trained = {"P0 alone": "0%", "P0 fine-tuned (all weights)": "100%"}.get(
+            name, f"{fraction:.2%}"
+        )
+        routed = "-"
+        if f"_p1_weight:{name}" in per_seed[0]:
+            digits, clothes = np.mean([r[f"_p1_weight:{name}"] for r in per_seed], axis=0)
+            routed = f"{digits:.3f} / {clothes:.3f}"
+        rows.append([BACKEND, name, f"{values.mean():.4f}", f"{values.std(ddof=1):.4f}",
+                     f"{gain.mean():+.4f}", f"{gain.std(ddof=1):.4f}", trained, routed,
+                     _common.utc_now()])
+        print(f"{name}: {values.mean():.4f} +- {values.std(ddof=1):.4f} (vs P0 {gain.mean():+.4f}),"
+              f" P1 weight on digits / clothes {routed}")
     print(f"trained fraction of the multipath model: {fraction:.4%}")
     if args.no_write:
         return
     intro = f"""
 ## Quality: multipath, routing and ablations on MNIST + Fashion-MNIST
 
-Command: `{_common.command_line()}` ({args.seeds} seeds; micro/4 paths at 16 px; {args.num_train}
-training and {args.num_test} test images, half from each domain; {args.path_steps} Adam steps
-per path; {args.steps} SGD steps, learning rate {args.lr}, batch {args.batch_size}, for each
-compared model). Date: {_common.utc_now()}. Backend: {BACKEND}.
+Command, once per backend: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/quality.py
+--backend <backend> --seeds {args.seeds}` ({args.seeds} seeds; micro/4 paths at 16 px;
+{args.num_train} training and {args.num_test} test images, half from each domain;
+{args.path_steps} Adam steps per path; {args.steps} SGD steps, learning rate {args.lr}, batch
+{args.batch_size}, for each compared model). Seeds give different weights on each backend, so
+the backends' rows are independent repetitions of the experiment.
 
 The task mixes MNIST digits and Fashion-MNIST clothes in one 20-class label space. P0 is
 trained on it; P1 on Fashion-MNIST alone, then used headless through a connector. Test
 accuracy, mean and sample standard deviation over seeds, and the difference to P0 alone
-within each seed. The multipath model trains {fraction:.2%} of the parameters it activates
-(router and connector).
+within each seed. "trained" is the share of the activated parameters that a model trains:
+the router and connector of the mixtures (the uniform average trains only its connector, a
+few parameters fewer), every weight of the fine-tuned P0. "P1 weight" is the router's mean
+weight of P1 on the digit and on the clothes test images, averaged over seeds: a router that
+sends clothes to P1 gives the second number a larger value than the first.
 """
-    header = ["model", "test accuracy mean", "std", "gain over P0 alone mean", "gain std"]
+    header = ["backend", "model", "test accuracy mean", "std", "gain over P0 alone mean",
+              "gain std", "trained", "P1 weight, digits / clothes", "date"]
     notes = f"Machine: {_common.machine_line()}."
-    _common.update_results("quality_multipath", intro, header, rows, key_columns=1, notes=notes)
+    _common.update_results("quality_multipath", intro, header, rows, key_columns=2, notes=notes)
 
 
 if __name__ == "__main__":
