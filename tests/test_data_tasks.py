@@ -196,8 +196,12 @@ def test_from_arrays_rejects_labels_outside_range():
     x = np.zeros((10, 4, 4), np.uint8)
     with pytest.raises(ValueError, match=r"must lie in \[0, 3\); found 1 outside, e.g. 7"):
         from_arrays("toy", x, [0, 1, 2, 0, 1, 2, 0, 1, 2, 7], num_classes=3)
-    with pytest.raises(ValueError, match=r"found 1 outside, e.g. -1"):
+    with pytest.raises(ValueError, match=r"Labels of task 'toy' must be class indices 0, 1, ...; found -1\."):
         from_arrays("toy", x, [0, 1, 2, 0, 1, 2, 0, 1, 2, -1])
+    with pytest.raises(ValueError, match=r"Labels of task 'toy' must be class indices 0, 1, ...; found -1\."):
+        from_arrays("toy", x, -np.ones(10, np.int64))
+    with pytest.raises(ValueError, match=r"must lie in \[0, 3\); found 1 outside, e.g. -1"):
+        from_arrays("toy", x, [0, 1, 2, 0, 1, 2, 0, 1, 2, -1], num_classes=3)
 
 
 def test_from_arrays_rejects_inconsistent_shapes():
@@ -308,3 +312,4 @@ def test_image_folder_rejects_corrupt_image(tmp_path):
     broken.write_bytes(b"not a png")
     with pytest.raises(ValueError, match=r"Invalid image file '.*broken.png': .*Remove or replace it"):
         from_image_folder(str(tmp_path))
+

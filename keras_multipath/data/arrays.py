@@ -64,6 +64,12 @@ def from_arrays(name, x_train, y_train, x_validation=None, y_validation=None, x_
 
     if num_classes is None:
         all_labels = [train[1]] + [s[1] for s in (validation, test) if s is not None]
+        lowest = min(int(labels.min()) for labels in all_labels if labels.size)
+        if lowest < 0:
+            raise ValueError(
+                f"Labels of task '{name}' must be class indices 0, 1, ...; found {lowest}. "
+                f"Map the labels to 0..num_classes-1."
+            )
         num_classes = int(max(int(labels.max()) for labels in all_labels if labels.size) + 1)
     for split, arrays in (("train", train), ("validation", validation), ("test", test)):
         if arrays is not None:
