@@ -14,12 +14,12 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
+from singlepath_search import LoggingTuner, make_config  # noqa: E402
 from singlepath_search import run as run_singlepath  # noqa: E402
 
 from keras_multipath.agents.multipath import MultipathOracle, multipath_config  # noqa: E402
 from keras_multipath.data import get_task  # noqa: E402
 from keras_multipath.system import Store  # noqa: E402
-from keras_multipath.training.tuner import PathTuner  # noqa: E402
 
 SINGLEPATH_TASKS = ("digits", "mnist_5k")
 
@@ -35,23 +35,7 @@ def prepare_system(directory, tasks=SINGLEPATH_TASKS, examples_cap=64):
 
 
 def make_multipath_config(num_samples, examples_cap, **overrides):
-    from singlepath_search import make_config
-
     return multipath_config(make_config(num_samples, examples_cap), **overrides)
-
-
-class LoggingTuner(PathTuner):
-    log = None
-
-    def run_trial(self, trial, *args, **kwargs):
-        if self.log:
-            with open(self.log, "a") as f:
-                f.write(f"start {trial.trial_id}\n")
-        result = super().run_trial(trial, *args, **kwargs)
-        if self.log:
-            with open(self.log, "a") as f:
-                f.write(f"end {trial.trial_id}\n")
-        return result
 
 
 def run(directory, task_name, num_samples, examples_cap, seed, log=None, max_cycles=1,

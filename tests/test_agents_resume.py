@@ -1,10 +1,7 @@
 """Resume of a singlepath search killed mid-cycle, in separate processes."""
 
 import os
-import signal
-import subprocess
 import sys
-import time
 
 import pytest
 
@@ -12,45 +9,25 @@ from keras_multipath.system import Store
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from kill_and_resume import RESUMED_LOG, kill_during_second_trial, read_log, rerun  # noqa: E402
+
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "singlepath_search.py")
-
-
-def read_log(path):
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return f.read().split("\n")[:-1]
 
 
 @pytest.mark.slow
 def test_search_killed_mid_cycle_resumes(tmp_path):
     directory, log = str(tmp_path), str(tmp_path / "trials.log")
-    command = [sys.executable, SCRIPT, directory, "mnist_5k", "3", "320", "2", log]
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 400
-    while "start 0001" not in read_log(log):
-        assert process.poll() is None, process.stderr.read().decode()[-3000:]
-        assert time.time() < deadline, "the search did not reach its second trial"
-        time.sleep(0.2)
-    # Kill while the second trial trains; on an idle machine a trial takes a few seconds.
-    time.sleep(0.3)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    command, env = kill_during_second_trial(
+        SCRIPT, [directory, "mnist_5k", "3", "320", "2", log], log, timeout=400
+    )
     assert read_log(log) == ["start 0000", "end 0000", "start 0001"]
     store = Store(os.path.join(directory, "store"))
     killed_state = store.read_state("singlepath~mnist_5k")
     assert killed_state.state_name == "state_0_1"
 
-    rerun = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                           timeout=600)
-    assert rerun.returncode == 0, rerun.stderr.decode()[-3000:]
+    rerun(command, env, timeout=600)
 
-    # The finished trial 0000 is not run again; the interrupted 0001 is retried once.
-    assert read_log(log) == [
-        "start 0000", "end 0000", "start 0001", "start 0001", "end 0001", "start 0002", "end 0002"
-    ]
+    assert read_log(log) == RESUMED_LOG
     state = store.read_state("singlepath~mnist_5k")
     assert state.state_name == "state_1_0"
     assert state.next_path_id == 3
