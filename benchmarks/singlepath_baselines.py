@@ -8,19 +8,21 @@ the split fixed across seeds) with the `cpu` agent configuration (micro/4 ViT, b
    `fashion_mnist`, 16 px, `--root-steps` Adam steps at learning rate 1e-3, batch 64). Its
    head is dropped, and the rest is published as the root model of a fresh store
    (`--random-root` publishes an untrained root instead). All methods start from this root.
-2. Singlepath agent: `--cycles` cycles (default 1) of `SinglepathOracle` + `PathTuner`
-   (`--num-samples` candidates per cycle, each 4 validations x `ceil(min(train, cap) / 32)` steps each). The budget is
-   B = the sum of its candidates' `total_steps` (a candidate whose loss became non-finite
-   is counted in full) and N = its number of candidates. Its test accuracy is the one the
-   agent records for the path it publishes.
-3. Root + head: every root component cloned and trained with a new zero-initialised head,
-   with the root path's hyperparameters (the `cpu` defaults: SGD, learning rate 0.02 with
-   warm-up and cosine decay, momentum 0.8, Nesterov, no augmentation, 16 px, 2 blocks),
-   for B steps, and in a second row for the steps of one candidate. A third row trains
-   for B steps only the root components that the agent's published path trained and keeps
-   the components it shares frozen, which separates the cost of freezing from the cost of
-   splitting B over candidates. Validation every `steps_between_validations` steps as in
-   a candidate, and the best validation snapshot is tested.
+2. Singlepath agent: `--cycles` cycles (default 1) of `SinglepathOracle` + `PathTuner`,
+   with `--num-samples` candidates per cycle, each trained for 4 validations x
+   `ceil(min(train, cap) / 32)` steps. The budget is B = the sum of its candidates'
+   `total_steps` (a candidate whose loss became non-finite is counted in full) and N = its
+   number of candidates. Its test accuracy is the one the agent records for the path it
+   publishes.
+3. Root + head: every root component cloned and trained with a new zero-initialised head.
+   It uses the root path's hyperparameters, which are the `cpu` defaults (SGD, learning
+   rate 0.02 with warm-up and cosine decay, momentum 0.8, Nesterov, no augmentation, 16 px,
+   2 blocks). One row trains for B steps, a second row for the steps of one candidate. A
+   third row trains for B steps only the root components that the agent's published path
+   trained and keeps the components it shares frozen, which separates the cost of freezing
+   from the cost of splitting B over candidates. Validation runs every
+   `steps_between_validations` steps as in a candidate, and the best validation snapshot
+   is tested.
 4. keras-tuner `RandomSearch` with a `HyperModel` that builds the same root + head model.
    Its space is the agent's mutation grids (`config.hparams_grids` without the mutation
    probabilities: learning rate, warm-up, momentum, Nesterov, image size, number of root
@@ -71,7 +73,10 @@ from keras_multipath.agents.root import (  # noqa: E402
 from keras_multipath.agents.singlepath import CANDIDATE_VALUE, SinglepathOracle  # noqa: E402
 from keras_multipath.data import get_task, make_dataset  # noqa: E402
 from keras_multipath.layers.variants import get_variant  # noqa: E402
-from keras_multipath.layers.vit import apply_vit_components, resample_position_embedding  # noqa: E402
+from keras_multipath.layers.vit import (  # noqa: E402
+    apply_vit_components,
+    resample_position_embedding,
+)
 from keras_multipath.system import Store  # noqa: E402
 from keras_multipath.training.schedule import make_optimizer  # noqa: E402
 from keras_multipath.training.tuner import PathTuner  # noqa: E402
@@ -128,9 +133,9 @@ def root_weights(root):
 def build_root_head_model(root, weights, image_size, num_layers, num_classes, trained):
     """Build root components (the first `num_layers` blocks) + a zero head at `image_size`.
 
-    `trained` maps a component name to whether it trains; missing names train. The position
-    embedding is the root's, resampled to the patch grid of `image_size` (trained whenever
-    the grid differs, like the agent's `resample` action).
+    `trained` maps a component name to whether it trains, and missing names train. The
+    position embedding is the root's, resampled to the patch grid of `image_size` (trained
+    whenever the grid differs, like the agent's `resample` action).
     """
     components = build_vit_components(root.variant, image_size, num_classes, num_layers)
     for name, layer in components.items():
@@ -178,13 +183,8 @@ def training_data(task, config, hparams, seed):
 # Singlepath agent.
 
 
-def run_agent(store_dir, folder, task, config, cycles, seed):
-    """Run the agent's cycles; return (test accuracy, steps, candidates, summary dict)."""
-    store = Store(store_dir)
-    oracle = SinglepathOracle(store, task.name, task.num_classes, task.num_examples("train"),
-                              config, max_cycles=cycles, seed=seed)
-    tuner = PathTuner(oracle, task, directory=folder, project_name=f"agent_{seed}")
-    tuner.search(verbose=0)
+def agent_candidates(oracle, config, seed):
+    """Print each candidate of the agent; return (candidate dicts, validation accuracies)."""
     candidates, lines, qualities = [], [], []
     for trial in oracle.trials.values():
         if CANDIDATE_VALUE not in trial.hyperparameters.values:
@@ -197,21 +197,35 @@ def run_agent(store_dir, folder, task, config, cycles, seed):
                    and value != config.hparams_defaults[key]}
         quality = (trial.metrics.get_last_value("quality")
                    if trial.metrics.exists("quality") else float("nan"))
-        qualities.append(quality)
+        qualities.append(float(quality))
         lines.append(f"  {candidate['path_key']} from {candidate['parent']}: validation "
                      f"{quality:.4f}, trains {trained}, hparams off default {changed}")
     print(f"seed {seed}: agent candidates\n" + "\n".join(lines), flush=True)
+    return candidates, qualities
+
+
+def run_agent(store_dir, folder, task, config, cycles, seed):
+    """Run the agent's cycles; return (test accuracy, steps, candidates, summary dict)."""
+    store = Store(store_dir)
+    oracle = SinglepathOracle(store, task.name, task.num_classes, task.num_examples("train"),
+                              config, max_cycles=cycles, seed=seed)
+    tuner = PathTuner(oracle, task, directory=folder, project_name=f"agent_{seed}")
+    tuner.search(verbose=0)
+    candidates, qualities = agent_candidates(oracle, config, seed)
     steps = sum(int(candidate["total_steps"]) for candidate in candidates)
+
     system = Store(store_dir).load_system()
     path = system.published_paths(oracle.agent_id)[0]
     own_keys = [key for key in path.components if key.startswith(oracle.agent_id + ":")]
     own = [system.component(key).name for key in own_keys]
+
     # Steps that went into the published model: its own and its ancestors' within the agent.
     by_key = {candidate["path_key"]: candidate for candidate in candidates}
     lineage_steps, key = 0, path.key
     while key in by_key:
         lineage_steps += int(by_key[key]["total_steps"])
         key = by_key[key]["parent"]
+
     summary = {
         "path": path.key,
         "trained components": own,
@@ -250,7 +264,7 @@ def run_root_head(root, weights, task, config, hparams, total_steps, seed, train
     """Train root + new head for `total_steps`; return (test accuracy, trained parameters).
 
     `trained` maps a root component name to whether it trains (see
-    `build_root_head_model`); an empty dict trains every component.
+    `build_root_head_model`), and an empty dict trains every component.
     """
     steps = config.steps_between_validations(task.num_examples("train"))
     size = int(hparams["ds_image_size"])
@@ -438,8 +452,8 @@ def reflow(markdown, width=92):
 
 
 def findings(stats, per_seed, config):
-    """Write the notes below the table: what the numbers show, computed from them."""
-    agent, full, one = stats[AGENT], stats[ROOT_HEAD_B], stats[ROOT_HEAD_ONE]
+    """Return the notes below the table: what the measurements show, computed from them."""
+    agent, full, short = stats[AGENT], stats[ROOT_HEAD_B], stats[ROOT_HEAD_ONE]
     frozen, search = stats[ROOT_HEAD_FROZEN], stats[RANDOM_SEARCH]
     freezing = full["values"] - frozen["values"]
     splitting = frozen["values"] - agent["values"]
@@ -447,7 +461,7 @@ def findings(stats, per_seed, config):
     wins = int(np.sum(agent["values"] > full["values"]))
     verdict = "beats" if agent["diff mean"] > 0 else "does not beat"
     steep = (", so accuracy still grows fast with steps and one training run over the whole "
-             "budget is hard to beat" if full["mean"] - one["mean"] > 0.05 else "")
+             "budget is hard to beat" if full["mean"] - short["mean"] > 0.05 else "")
     learning_rates = [seed["search values"]["opt_lr"] for seed in per_seed]
     cause = (
         "Both losses follow from how the method spends a budget, not from a defect found in "
@@ -465,14 +479,14 @@ The agent {verdict} fine-tuning the root with a head for the same {full['steps']
 ({agent['diff mean']:+.4f} +- {agent['diff std']:.4f}, higher in {wins} of {len(per_seed)}
 seeds), while the model it publishes trains {agent['params']:.0f} parameters on average
 against {full['params']:.0f}. It beats root + head trained for one candidate's steps by
-{agent['mean'] - one['mean']:+.4f}, and keras-tuner's RandomSearch by
+{agent['mean'] - short['mean']:+.4f}, and keras-tuner's RandomSearch by
 {agent['mean'] - search['mean']:+.4f}.
 
-Decomposition, from the per-seed output: root + head reaches {one['mean']:.4f} after
-{one['steps']:.0f} steps and {full['mean']:.4f} after {full['steps']:.0f}{steep}. Freezing
+Decomposition, from the per-seed output: root + head reaches {short['mean']:.4f} after
+{short['steps']:.0f} steps and {full['mean']:.4f} after {full['steps']:.0f}{steep}. Freezing
 the components the agent shares, with the same steps, changes root + head's test accuracy
 by {-freezing.mean():+.4f} +- {sample_std(freezing):.4f}. Spending those steps on
-{agent['steps'] / one['steps']:.0f} candidates instead of one run changes it by a further
+{agent['steps'] / short['steps']:.0f} candidates instead of one run changes it by a further
 {-splitting.mean():+.4f} +- {sample_std(splitting):.4f}: each candidate restarts the
 warm-up and cosine schedule, a candidate that does not improve on its parent is discarded,
 and the published model's lineage received {lineage:.0f} of the {agent['steps']:.0f} steps
@@ -490,7 +504,7 @@ parameters" (mean over seeds) counts the weights the tested model trained.
 """)
 
 
-def main():
+def parse_arguments():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default=BACKEND, help="Keras backend (sets KERAS_BACKEND).")
     parser.add_argument("--task", default="mnist_5k", help="Offline task of the compared methods.")
@@ -516,7 +530,11 @@ def main():
         parser.error(f"--cycles must be at least 1. Received: {args.cycles}")
     if args.quick:
         args.num_samples, args.examples_cap, args.root_steps = 2, 160, 50
+    return args
 
+
+def main():
+    args = parse_arguments()
     config = get_agent_config("cpu").replace(
         num_samples_per_cycle=args.num_samples,
         num_train_examples_between_validations_max=args.examples_cap,
@@ -540,9 +558,12 @@ def main():
     notes = findings(stats, per_seed, config)
     print(notes)
     print(f"total {total_minutes:.1f} minutes")
-    if args.no_write:
-        return
+    if not args.no_write:
+        write_results(args, config, task, per_seed, rows, notes, total_minutes)
 
+
+def write_results(args, config, task, per_seed, rows, notes, total_minutes):
+    """Write the section `singlepath_baselines` of RESULTS.md."""
     root_line = (
         "an untrained (random) micro/4 root" if args.random_root else
         f"a micro/4 root trained for {args.root_steps} Adam steps (batch 64, 16 px) on "
@@ -558,25 +579,25 @@ Command: `{_common.command_line()}`. Date: {_common.utc_now()}. Backend: {BACKEN
 Total time {total_minutes:.1f} minutes for {args.seeds} seeds.
 
 Task {args.task} ({task.num_examples('train')} / {task.num_examples('validation')} /
-{task.num_examples('test')} images, split fixed, seeds 0..{args.seeds - 1}); `cpu` agent
-configuration (micro/4, batch 32); per seed, every method starts from the same root:
-{root_line}. The agent runs {args.cycles} cycle(s) of {args.num_samples} candidates of
-{candidate_steps} steps (validation every
-{config.steps_between_validations(task.num_examples('train'))} steps); B = the sum of its
-candidates' steps, N = its candidates. "root + head" trains every root component and a new
-zero head with the root path's hyperparameters (the `cpu` defaults), for B steps or one
-candidate's steps, and tests the best validation snapshot. The row "the agent's shared
-components frozen" trains, with the same defaults and B steps, only the components that
-the agent's published path trained (the others stay frozen, as the agent shares them).
-keras-tuner {keras_tuner.__version__} `RandomSearch` samples the agent's mutation grids
-(learning rate, warm-up, momentum, Nesterov, image size
+{task.num_examples('test')} images, the split fixed across seeds 0..{args.seeds - 1}) with
+the `cpu` agent configuration (micro/4, batch 32). For each seed, every method starts from
+the same root: {root_line}. The agent runs {args.cycles} cycle(s) of {args.num_samples}
+candidates of {candidate_steps} steps, with a validation every
+{config.steps_between_validations(task.num_examples('train'))} steps. B is the sum of its
+candidates' steps and N the number of its candidates. "root + head" trains every root
+component and a new zero head with the root path's hyperparameters (the `cpu` defaults),
+for B steps or for one candidate's steps, and tests the best validation snapshot. The row
+"the agent's shared components frozen" trains, with the same defaults and B steps, only the
+components that the agent's published path trained, and keeps the others frozen as the
+agent shares them. keras-tuner {keras_tuner.__version__} `RandomSearch` samples the agent's
+mutation grids (learning rate, warm-up, momentum, Nesterov, image size
 {min(grids['ds_image_size'])}-{max(grids['ds_image_size'])}, root blocks kept
-{min(grids['num_layers'])}-{max(grids['num_layers'])}, eight augmentations)
-and one train-or-freeze boolean per root component, N trials of one candidate's steps, and
-tests the best trial's best-epoch checkpoint. Test accuracy on the whole test split, mean
-and sample standard deviation over seeds; "diff" is the difference to root + head with B
-steps within each seed. Steps and wall time are per seed, and the agent's wall time
-includes its store writes and test evaluation. Details in the script's docstring.
+{min(grids['num_layers'])}-{max(grids['num_layers'])}, eight augmentations) and one
+train-or-freeze boolean per root component. It runs N trials of one candidate's steps and
+tests the best trial's best-epoch checkpoint. Test accuracy is measured on the whole test
+split and given as mean and sample standard deviation over seeds. "diff" is the difference
+to root + head with B steps within each seed. Steps and wall time are per seed, and the
+agent's wall time includes its store writes and test evaluation. Details in the script's docstring.
 """)
     header = ["backend", "task", "method", "seeds", "test accuracy mean", "std",
               "diff to root + head (B) mean", "diff std", "training steps",
