@@ -159,7 +159,7 @@ def baseline_accuracy(store, task, config, steps):
     )
     size = config.root_image_size
     model.fit(make_dataset(task, "train", config.batch_size, image_sizes=size, seed=0),
-              steps_per_epoch=steps, epochs=1, verbose=0)
+              steps_per_epoch=steps, epochs=1, shuffle=False, verbose=0)
     validation = make_dataset(task, "validation", config.batch_size, image_sizes=size,
                               max_validation_examples=config.num_validation_examples_max)
     return model.evaluate(validation, verbose=0, return_dict=True)["accuracy"]
