@@ -451,7 +451,7 @@ def reflow(markdown, width=92):
     return "\n\n".join(paragraphs)
 
 
-def findings(stats, per_seed, config):
+def findings(stats, per_seed, config, cycles):
     """Return the notes below the table: what the measurements show, computed from them."""
     agent, full, short = stats[AGENT], stats[ROOT_HEAD_B], stats[ROOT_HEAD_ONE]
     frozen, search = stats[ROOT_HEAD_FROZEN], stats[RANDOM_SEARCH]
@@ -463,9 +463,10 @@ def findings(stats, per_seed, config):
     steep = (", so accuracy still grows fast with steps and one training run over the whole "
              "budget is hard to beat" if full["mean"] - short["mean"] > 0.05 else "")
     learning_rates = [seed["search values"]["opt_lr"] for seed in per_seed]
+    scope = "One cycle on one task does" if cycles == 1 else f"{cycles} cycles on one task do"
     cause = (
-        "Both losses follow from how the method spends a budget, not from a defect found in "
-        "the code. One cycle on one task does not measure what the method gains from: "
+        "Both parts follow from how the method spends a budget, not from a defect found in "
+        f"the code. {scope} not measure what the method gains from: "
         "reusing frozen components across tasks, fewer trained and accounted parameters, and "
         "hyperparameters that keep evolving over many cycles."
         if agent["diff mean"] < 0 else ""
@@ -555,7 +556,7 @@ def main():
         print(f"{method}: {entry['mean']:.4f} +- {entry['std']:.4f} (vs {ROOT_HEAD_B} "
               f"{entry['diff mean']:+.4f} +- {entry['diff std']:.4f}); {entry['steps']:.0f} steps, "
               f"{entry['params']:.0f} trained parameters, {entry['seconds']:.0f} s per seed")
-    notes = findings(stats, per_seed, config)
+    notes = findings(stats, per_seed, config, args.cycles)
     print(notes)
     print(f"total {total_minutes:.1f} minutes")
     if not args.no_write:
