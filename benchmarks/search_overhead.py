@@ -82,6 +82,9 @@ def main():
         tuner.search(verbose=0)
         wall = time.perf_counter() - start
         trials = len(oracle.trials)
+        num_train = task.num_examples("train")
+        between = config.steps_between_validations(num_train)
+        validations = config.total_steps(num_train) // between
     pure = timer.seconds.get("fit", 0.0) + timer.seconds.get("evaluate", 0.0)
     ratio = wall / pure
     print(f"{BACKEND}: {trials} trials, cycle wall {wall:.1f} s, fit {timer.seconds.get('fit', 0):.1f}"
@@ -89,12 +92,13 @@ def main():
           f"{ratio:.3f}")
     if args.no_write:
         return
-    intro = """
+    intro = f"""
 ## Search overhead of a singlepath agent cycle
 
 Command, once per backend: `.venv/bin/python benchmarks/search_overhead.py --backend
 <backend>` (defaults: task digits, `cpu` configuration (micro/4 at 8-24 px, batch 32) with
-4 candidates of 4 x 63 steps, 500 validation examples, fresh store with a random root).
+{args.num_samples} candidates of {validations} x {between} steps, 500 validation examples,
+fresh store with a random root).
 
 "pure" is the time spent inside `keras.Model.fit` (training and its validations, first-call
 compilation included) and, outside `fit`, `keras.Model.evaluate` (the test evaluation of the
