@@ -190,3 +190,21 @@ def test_leaderboard_export_reproduces_test_accuracy(searched, tmp_path):
     assert result.returncode == 0, result.stderr.decode()[-3000:]
     accuracy = float(result.stdout.decode().strip().splitlines()[-1])
     assert accuracy == pytest.approx(path.metrics["test_quality"], rel=1e-6)
+
+
+def test_new_oracle_adopts_finished_cycle(searched):
+    from multipath_search import make_multipath_config
+
+    from keras_multipath.agents.multipath import MultipathOracle
+    from keras_multipath.data import get_task
+
+    task = get_task(TASK)
+    oracle = MultipathOracle(
+        searched["store"], TASK, task.num_classes, task.num_examples("train"),
+        make_multipath_config(2, 96), max_cycles=1, seed=0,
+    )
+    # The first proposal loads the stored search, whose one allowed cycle has ended.
+    response = oracle.populate_space("0100")
+    assert response["status"] == "STOPPED"
+    assert oracle.search["cycle"] == 1
+    assert oracle.search["done"] is True

@@ -34,7 +34,6 @@ from absl import logging
 from keras_tuner.src.engine import trial as trial_module
 
 from keras_multipath.agents import candidate as candidate_lib
-from keras_multipath.agents import hparams as hp
 from keras_multipath.agents.config import AgentConfig, get_agent_config
 from keras_multipath.agents.scoring import (
     LAYER_NORM_FLOPS_PER_ELEMENT,
@@ -442,23 +441,12 @@ class MultipathOracle(SinglepathOracle):
         return [self.singlepath_kind, self.kind]
 
     def populate_space(self, trial_id):
+        response = self._start_proposal()
+        if response is not None:
+            return response
         search = self.search
-        self._ensure_loaded()
-        if search["cycle"] >= self.max_cycles:
-            search["done"] = True
-            return {"status": trial_module.TrialStatus.STOPPED, "values": None}
-        if len(search["generation_trials"]) >= self.config.candidates_per_generation:
-            return {"status": trial_module.TrialStatus.IDLE, "values": None}
-
         rng = self.rng
         best = self._best_own_path()
-        if not search["generation_trials"]:
-            search["ds_hparams"] = hp.sample_ds_hparams(
-                self.config.hparams_defaults, self.config.hparams_grids, rng, self.num_classes,
-                best_hparams=best.hparams if best is not None else None,
-                force_mutations=self.config.force_mutations,
-                default_mu=self.config.hparams_defaults.get(hp.MU_KEY, hp.DEFAULT_MU),
-            )
         main = main_path_of(self.system, self.task_name, self.singlepath_kind)
         population = self.population()
         parent = select_parent(population, [main], rng)

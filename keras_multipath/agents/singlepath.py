@@ -252,7 +252,16 @@ class SinglepathOracle(keras_tuner.Oracle):
         ranked = rank_paths(self.population())
         return ranked[0] if ranked else None
 
-    def populate_space(self, trial_id):
+    def _start_proposal(self):
+        """Load the agent's state and check that a candidate may be proposed now.
+
+        Draws the generation's data hyperparameters when its first candidate is proposed.
+
+        Returns:
+            None when a candidate may be proposed, else the keras-tuner response: STOPPED
+            once `max_cycles` cycles have ended, IDLE while the generation is full.
+        """
+        # Loading may replace `self.search` with the stored search state, so it comes first.
         self._ensure_loaded()
         search = self.search
         if search["cycle"] >= self.max_cycles:
@@ -261,16 +270,22 @@ class SinglepathOracle(keras_tuner.Oracle):
         if len(search["generation_trials"]) >= self.config.candidates_per_generation:
             # The generation's pipeline is full; wait for its trials to end.
             return {"status": trial_module.TrialStatus.IDLE, "values": None}
-
-        rng = self.rng
         if not search["generation_trials"]:
             best = self._best_own_path()
             search["ds_hparams"] = hp.sample_ds_hparams(
-                self.config.hparams_defaults, self.config.hparams_grids, rng, self.num_classes,
-                best_hparams=best.hparams if best is not None else None,
+                self.config.hparams_defaults, self.config.hparams_grids, self.rng,
+                self.num_classes, best_hparams=best.hparams if best is not None else None,
                 force_mutations=self.config.force_mutations,
                 default_mu=self.config.hparams_defaults.get(hp.MU_KEY, hp.DEFAULT_MU),
             )
+        return None
+
+    def populate_space(self, trial_id):
+        response = self._start_proposal()
+        if response is not None:
+            return response
+        search = self.search
+        rng = self.rng
         population = self.population()
         parent = select_parent(population, self.visible_paths(), rng)
         self._sync_population(population)
