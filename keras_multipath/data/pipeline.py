@@ -195,13 +195,13 @@ def _examples(task, split, num_examples, shuffle, seed, shuffle_buffer, cache, f
         # Shuffle indices rather than images: a full permutation per epoch costs one int64
         # per example instead of a second copy of the images in a shuffle buffer.
         if shuffle:
-            indices = _epochs(repeat).flat_map(
-                lambda epoch: tf.data.Dataset.from_tensor_slices(
-                    tf.random.experimental.stateless_shuffle(
-                        tf.range(images.shape[0], dtype=tf.int64), _epoch_seed(seed, epoch)
-                    )
+            def permutation(epoch):
+                order = tf.random.experimental.stateless_shuffle(
+                    tf.range(images.shape[0], dtype=tf.int64), _epoch_seed(seed, epoch)
                 )
-            )
+                return tf.data.Dataset.from_tensor_slices(order)
+
+            indices = _epochs(repeat).flat_map(permutation)
         else:
             indices = tf.data.Dataset.range(images.shape[0])
             if repeat:
@@ -228,15 +228,14 @@ def _examples(task, split, num_examples, shuffle, seed, shuffle_buffer, cache, f
             # NOTE: tf.data combines this seed with TensorFlow's global seed at build time,
             # so the order also depends on `tf.random.set_seed`, unlike in-memory splits.
             source = dataset
-            dataset = _epochs(repeat).flat_map(
-                lambda epoch: source.shuffle(
-                    num_examples,
-                    seed=tf.random.stateless_uniform(
-                        [], _epoch_seed(seed, epoch), minval=None, maxval=None, dtype=tf.int64
-                    ),
-                    reshuffle_each_iteration=False,
+
+            def shuffled(epoch):
+                epoch_seed = tf.random.stateless_uniform(
+                    [], _epoch_seed(seed, epoch), minval=None, maxval=None, dtype=tf.int64
                 )
-            )
+                return source.shuffle(num_examples, seed=epoch_seed, reshuffle_each_iteration=False)
+
+            dataset = _epochs(repeat).flat_map(shuffled)
         elif repeat:
             dataset = dataset.repeat()
         return dataset
@@ -254,6 +253,7 @@ def _epochs(repeat):
 
 
 def _epoch_seed(seed, epoch):
+    """Return the stateless seed `[seed, epoch]` of one epoch's shuffle."""
     return tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)])
 
 

@@ -349,19 +349,18 @@ class PathTuner(base_tuner.BaseTuner):
                                 ds_hparams=ds_hparams, seed=seed, **kwargs)
         key = json.dumps([split, batch_size, image_sizes, ds_hparams, seed, kwargs],
                          sort_keys=True)
-        if key in self._datasets:
-            self._datasets.move_to_end(key)
-            return self._datasets[key][1]
-        if split == "train":
-            for old_key, (old_split, _, old_seed) in list(self._datasets.items()):
-                if old_split == "train" and old_seed != seed:
-                    del self._datasets[old_key]
-        dataset = make_dataset(self.task, split, batch_size, image_sizes=image_sizes,
-                               ds_hparams=ds_hparams, seed=seed, **kwargs)
-        self._datasets[key] = (split, dataset, seed)
+        if key not in self._datasets:
+            if split == "train":
+                for old_key, (old_split, _, old_seed) in list(self._datasets.items()):
+                    if old_split == "train" and old_seed != seed:
+                        del self._datasets[old_key]
+            dataset = make_dataset(self.task, split, batch_size, image_sizes=image_sizes,
+                                   ds_hparams=ds_hparams, seed=seed, **kwargs)
+            self._datasets[key] = (split, dataset, seed)
+        self._datasets.move_to_end(key)
         while len(self._datasets) > MAX_CACHED_DATASETS:
             self._datasets.popitem(last=False)
-        return dataset
+        return self._datasets[key][1]
 
     def _stage(self, trial_id, trainable):
         """Write the new components of an improved candidate into the trial folder."""
