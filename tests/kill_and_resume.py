@@ -1,7 +1,7 @@
 """Run a search script in a child process, SIGKILL it during its second trial, rerun it.
 
 The scripts (singlepath_search.py, multipath_search.py) append "start <trial id>" and
-"end <trial id>" lines to a log file, which tells when to kill and what ran.
+"end <trial id>" lines to a log file, which shows when to kill and what ran.
 """
 
 import os

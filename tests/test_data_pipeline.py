@@ -200,7 +200,8 @@ def test_shuffle_is_a_full_permutation_per_epoch():
 @tf_only
 def test_in_memory_pipeline_replays_its_stream():
     task = _indexed_task(30)
-    assert is_replayable(task, "train") and is_replayable(task, "test")
+    assert is_replayable(task, "train")
+    assert is_replayable(task, "test")
     dataset = make_dataset(task, "train", 7, image_sizes=4, ds_hparams={"ds_flip_left_right": True}, seed=2)
     first = [_indices(images) for images, _ in dataset.take(12)]
     # A second iteration of the same object, and a pipeline built after the global seed

@@ -42,11 +42,13 @@ def get_task(name, source=None, **kwargs):
     if source not in SOURCES:
         raise ValueError(f"Unknown task source '{source}'. Known sources: {', '.join(SOURCES)}")
     if not name:
-        what, example = (
-            ("dataset name", "'tfds:cifar10'") if source == "tfds"
-            else ("folder path", "'folder:/data/flowers'")
+        if source == "tfds":
+            missing, example = "dataset name", "'tfds:cifar10'"
+        else:
+            missing, example = "folder path", "'folder:/data/flowers'"
+        raise ValueError(
+            f"Missing the {missing} after the '{source}:' prefix. Pass a name such as {example}."
         )
-        raise ValueError(f"Missing the {what} after the '{source}:' prefix. Pass a name such as {example}.")
 
     if source == "tfds":
         from keras_multipath.data.tfds_tasks import get_tfds_task
